@@ -1,0 +1,1 @@
+"""Runtime-neutral quantization: block formats, RTN and calibrated rounding, per-tensor policy."""

@@ -1,0 +1,1 @@
+"""One adapter per runtime behind one small interface."""
