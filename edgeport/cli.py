@@ -70,6 +70,140 @@ def info(model: Optional[Path] = typer.Argument(None, help="Checkpoint folder (d
     console.print(t)
 
 
+@export_app.command("all")
+@user_errors
+def export_all_cmd(
+    model: Path | None = typer.Argument(None, help="Checkpoint folder (default: the embedded model)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Export folder to create (replaced if it is an export)."
+    ),
+    method: str = typer.Option("rtn", help="Quantization method (each scheme is quantized once)."),
+    schemes: str = typer.Option("q8_0,q4_0", help="Quantized schemes, comma-separated."),
+    formats: str = typer.Option("gguf,onnx", help="Formats, comma-separated."),
+    episodes: int = typer.Option(16, help="Held-out agent episodes per artifact in the validation."),
+    no_validate: bool = typer.Option(False, "--no-validate", help="Build only; skip the validation report."),
+) -> None:
+    """Checkpoint -> GGUF (f16, q8_0, q4_0) + ONNX (fp32, int8, int4) + .ort + manifest + validation report."""
+    from edgeport.export.all import export_all
+
+    manifest = export_all(
+        model or default_model_dir(),
+        out,
+        schemes=_csv(schemes),
+        formats=_csv(formats),
+        method=method,
+        validate=not no_validate,
+        episodes=episodes,
+    )
+    t = Table(title=f"edgeport export all -> {out}")
+    for col in ("artifact", "from", "MiB", "seconds"):
+        t.add_column(col, justify="right" if col in ("MiB", "seconds") else "left")
+    for a in manifest["artifacts"]:
+        src = a["from"] if not a["from"].startswith("/") else "(source)"
+        t.add_row(a["path"], src, f"{a['bytes'] / 2**20:.2f}", f"{a['seconds']:.1f}")
+    console.print(t)
+    if "report" in manifest:
+        _print_validate(manifest["report"], out)
+        if not manifest["report"]["passed"]:
+            raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def validate(
+    folder: Path = typer.Argument(..., help="An export folder made by `edgeport export all`."),
+    episodes: int = typer.Option(16, help="Held-out agent episodes per artifact (0: skip the agentic eval)."),
+    ids: int = typer.Option(128, help="Held-out token ids for the teacher-forced logits and perplexity."),
+    runtime: list[str] | None = typer.Option(None, help="Only these runtimes (repeatable)."),
+) -> None:
+    """Every runtime x artifact against the fp32 torch reference; exits 1 when a gate is exceeded."""
+    from edgeport.validate import validate as run_validate
+
+    report = run_validate(folder, n_ids=ids, episodes=episodes, runtimes=runtime)
+    _print_validate(report, folder)
+    if not report["passed"]:
+        raise typer.Exit(1)
+
+
+def _print_validate(report: dict, folder: Path) -> None:
+    t = Table(title=f"edgeport validate {folder}: {'PASSED' if report['passed'] else 'FAILED'}")
+    for col in ("runtime", "artifact", "max|Δ|", "KL", "top-1", "greedy", "tok", "PPL", "tools", "status"):
+        t.add_column(col, justify="left" if col in ("runtime", "artifact", "status") else "right")
+    for r in report["rows"]:
+        if r["status"] == "skipped":
+            continue
+        style = {"pass": "green", "reference": "cyan", "fail": "red", "error": "red"}[r["status"]]
+        status = f"[{style}]{r['status']}[/]" + (f" {'; '.join(r['failures'])}" if r["failures"] else "")
+        tok = f"{r['tokenizer_match']}/{r['tokenizer_total']}" if r.get("tokenizer_total") else "–"
+        t.add_row(
+            r["runtime"],
+            r["artifact"],
+            _num(r.get("max_abs"), ".1e"),
+            _num(r.get("kl"), ".1e"),
+            _num(r.get("top1"), ".0%"),
+            str(r.get("greedy_match", "ref")),
+            tok,
+            _num(r.get("ppl"), ".2f"),
+            _num(r.get("tool_success"), ".0%"),
+            status,
+        )
+    console.print(t)
+    for name, why in report["skipped"].items():
+        console.print(f"[yellow]skipped[/] {name}: {why}")
+    console.print(f"report: {Path(folder) / 'report.md'} (+ .json, .png)")
+
+
+def _num(x, spec: str) -> str:
+    return "–" if x is None else format(x, spec)
+
+
+@app.command()
+@user_errors
+def bench(
+    folder: Path = typer.Argument(..., help="An export folder made by `edgeport export all`."),
+    prompt: int = typer.Option(64, help="Prompt tokens (prefill)."),
+    tokens: int = typer.Option(32, help="Decoded tokens."),
+    repeats: int = typer.Option(3, help="Repeats; medians are reported."),
+    threads: int | None = typer.Option(None, help="Threads per runtime (default: min(4, cores))."),
+    runtime: list[str] | None = typer.Option(None, help="Only these runtimes (repeatable)."),
+) -> None:
+    """Prefill/decode tok/s, TTFT, peak RSS, size, KV bytes/token and bandwidth-bound fraction per runtime."""
+    from edgeport.bench import BENCH_FILE, table
+    from edgeport.bench import bench as run_bench
+
+    result = run_bench(
+        folder, prompt_tokens=prompt, new_tokens=tokens, repeats=repeats, threads=threads, runtimes=runtime
+    )
+    console.print(table(result))
+    for name, why in result["skipped"].items():
+        console.print(f"[yellow]skipped[/] {name}: {why}")
+    console.print(f"json: {Path(folder) / BENCH_FILE}")
+
+
+def _csv(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+@app.command()
+@user_errors
+def chat(
+    model: Optional[Path] = typer.Argument(
+        None, help="Checkpoint folder, .gguf file or ONNX export folder (default: the embedded model)."
+    ),
+    runtime: Optional[str] = typer.Option(None, help="torch | llamacpp | onnx (default: from what MODEL holds)."),
+    tools: bool = typer.Option(True, "--tools/--no-tools", help="Offer tools and execute the model's tool calls."),
+    tool_names: Optional[str] = typer.Option(None, help="Comma-separated tools to offer (default: all)."),
+    prompt: Optional[str] = typer.Option(None, help="Answer this one message and exit (non-interactive)."),
+    system: Optional[str] = typer.Option(None, help="System prompt."),
+    max_new_tokens: int = typer.Option(256, help="Token budget of one model reply."),
+) -> None:
+    """Offline chat with streaming and real tool execution. /reset starts over, /exit quits."""
+    from edgeport.chat_cli import run_chat
+
+    names = [n.strip() for n in tool_names.split(",") if n.strip()] if tool_names else None
+    run_chat(model, runtime, tools, names, prompt, max_new_tokens, system)
+
+
 def _prod(shape: tuple[int, ...]) -> int:
     n = 1
     for s in shape:

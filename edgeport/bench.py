@@ -1,0 +1,315 @@
+"""`edgeport bench DIR`: speed and memory of every available runtime x artifact of an export.
+
+Per target, in a fresh process (so peak RSS is its own): prefill tok/s and time to first token on a held-out
+prompt, decode tok/s (medians over repeats), peak RSS, artifact size, KV-cache bytes per token and weight
+bytes read per decoded token. The machine's memory bandwidth comes from a numpy copy test; each decode figure
+is also given as a fraction of its bandwidth bound (bandwidth / weight bytes per token).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeport.io import atomic_file
+from runtimes.registry import Artifact, Pair, Target, default_skip, targets
+
+BENCH_FILE = "bench.json"
+
+
+# ---- the machine ----------------------------------------------------------------------------------------
+def memory_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 7) -> dict[str, float]:
+    """Best and median GB/s of a numpy copy (one read + one write per byte) over buffers far above cache size."""
+    a = np.ones(nbytes // 8, dtype=np.float64)
+    b = np.empty_like(a)
+    np.copyto(b, a)  # fault the pages in
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.copyto(b, a)
+        times.append(time.perf_counter() - t0)
+    gb = 2 * a.nbytes / 1e9
+    return {
+        "copy_gbps_best": gb / min(times),
+        "copy_gbps_median": gb / statistics.median(times),
+        "buffer_mib": nbytes / 2**20,
+    }
+
+
+# ---- bytes per token ---------------------------------------------------------------------------------
+def gguf_weight_bytes(path: Path) -> int:
+    """Bytes of every tensor read per decoded token (the token embedding is one row when a separate head exists)."""
+    from gguf import GGUFReader
+
+    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(str(path)).tensors}
+    total = sum(tensors.values())
+    if "output.weight" in tensors:
+        total -= tensors.get("token_embd.weight", 0)
+    return total
+
+
+def onnx_bytes(folder: Path) -> tuple[int, int]:
+    """(weight bytes read per decoded token, KV-cache bytes per token) of an ONNX decoder."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    g = model.graph
+    sizes = {}
+    for init in g.initializer:
+        if uses_external_data(init):
+            sizes[init.name] = int(next((e.value for e in init.external_data if e.key == "length"), 0))
+        else:
+            sizes[init.name] = len(init.raw_data) or _numel(init.dims) * _itemsize(init.data_type)
+    consumers: dict[str, set[str]] = {}
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name in sizes:
+                consumers.setdefault(name, set()).add(node.op_type if i == 0 else "")
+    gather_only = [n for n, ops in consumers.items() if ops and all(op.startswith("Gather") for op in ops)]
+    weights = sum(sizes.values()) - sum(sizes[n] for n in gather_only)
+    kv = 0
+    for out in g.output:
+        if out.name.startswith("present"):
+            t = out.type.tensor_type
+            dims = [d.dim_value for d in t.shape.dim]
+            # [batch, heads, seq, head] (genai layout): bytes per token = heads * head * itemsize
+            if len(dims) == 4 and dims[1] and dims[3]:
+                kv += dims[1] * dims[3] * _itemsize(t.elem_type)
+            elif dims and dims[-1]:
+                kv += dims[-1] * _itemsize(t.elem_type)
+    return weights, kv
+
+
+def _numel(dims) -> int:
+    return math.prod(dims) if dims else 1
+
+
+def _itemsize(onnx_type: int) -> int:
+    import onnx
+
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(onnx_type)).itemsize
+
+
+def byte_figures(t: Target, rt, cfg) -> tuple[int | None, int | None]:
+    """(weight bytes per decoded token, KV-cache bytes per token) for one target."""
+    for attr in ("weight_bytes_per_token", "kv_bytes_per_token"):
+        if not callable(getattr(rt, attr, None)):
+            break
+    else:
+        return rt.weight_bytes_per_token(), rt.kv_bytes_per_token()
+    a = t.artifact
+    if a.kind == "gguf":
+        kv = getattr(rt, "kv_bytes_per_token", None)
+        # llama.cpp caches the MLA latent (kv_lora_rank + rope dims) per layer in f16 (V-less since PR #19067)
+        return gguf_weight_bytes(a.path), kv() if callable(kv) else cfg.kv_bytes_per_token(2)["latent"]
+    if a.kind == "onnx":
+        return onnx_bytes(a.path)
+    return None, None
+
+
+def artifact_bytes(t: Target) -> int:
+    p = t.artifact.path
+    if t.runtime == "ort-mobile" and (p / "model.ort").is_file():
+        return (p / "model.ort").stat().st_size
+    if p.is_dir() and t.artifact.kind == "onnx":
+        return sum(
+            f.stat().st_size
+            for f in p.iterdir()
+            if f.is_file()
+            and not f.name.endswith(".ort")
+            and not f.name.startswith(("tokenizer", "special_tokens"))
+        )
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.iterdir() if f.suffix == ".safetensors")
+    return p.stat().st_size
+
+
+# ---- one target, in its own process ---------------------------------------------------------------------
+def _peak_rss() -> int:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def bench_one(
+    pair: Pair, artifact: Artifact, prompt: list[int], new_tokens: int, repeats: int, threads: int
+) -> dict[str, Any]:
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(threads)
+    from edgeport.checkpoint import load_config
+
+    t = Target(pair, artifact)
+    t0 = time.perf_counter()
+    rt = t.build()
+    load_s = time.perf_counter() - t0
+    rt.generate(prompt[:8], 2, ())  # warm up
+    prefill, first, full = [], [], []
+    for _ in range(repeats):
+        s = time.perf_counter()
+        rt.logits(prompt)
+        prefill.append(time.perf_counter() - s)
+        s = time.perf_counter()
+        rt.generate(prompt, 1, ())
+        first.append(time.perf_counter() - s)
+        s = time.perf_counter()
+        out = rt.generate(prompt, new_tokens, ())
+        full.append(time.perf_counter() - s)
+    cfg_dir = artifact.path if artifact.kind in ("checkpoint", "quantized", "onnx") else None
+    cfg = load_config(cfg_dir) if cfg_dir is not None and (cfg_dir / "config.json").is_file() else None
+    weights, kv = byte_figures(t, rt, cfg)
+    rt.close()
+    n = len(out)
+    ttft = statistics.median(first)
+    decode_s = statistics.median(full) - ttft
+    return {
+        "load_s": load_s,
+        "prefill_tok_s": len(prompt) / statistics.median(prefill),
+        "ttft_ms": 1e3 * ttft,
+        "decode_tok_s": (n - 1) / decode_s if n > 1 and decode_s > 0 else None,
+        "decoded": n,
+        "peak_rss_mib": _peak_rss() / 2**20,
+        "weight_bytes_per_token": weights,
+        "kv_bytes_per_token": kv,
+    }
+
+
+# ---- the whole export ----------------------------------------------------------------------------------
+def bench(
+    folder: str | Path,
+    prompt_tokens: int = 64,
+    new_tokens: int = 32,
+    repeats: int = 3,
+    threads: int | None = None,
+    runtimes: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Benchmark an export folder; writes DIR/bench.json and returns it."""
+    from rich.progress import Progress
+
+    from edgeport.validate import Inputs, artifacts, load_manifest, reference_checkpoint
+
+    folder = Path(folder)
+    manifest = load_manifest(folder)
+    arts = artifacts(folder, manifest)
+    checkpoint = reference_checkpoint(folder, arts)
+    prompt = Inputs(checkpoint, prompt_tokens, 0, 0).ids
+    threads = threads or min(4, os.cpu_count() or 1)
+    from edgeport.checkpoint import load_config
+
+    cfg = load_config(checkpoint)
+    bw = memory_bandwidth()
+    todo = targets(arts, default_skip)
+    if runtimes:
+        todo = [t for t in todo if t.runtime in runtimes]
+    rows, skipped = [], {}
+    ctx = mp.get_context("spawn")
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("bench", total=len(todo))
+        for t in todo:
+            bar.update(task, description=f"{t.label:<32}")
+            row = {
+                "runtime": t.runtime,
+                "artifact": str(t.artifact.path.relative_to(folder)),
+                "precision": t.artifact.precision,
+                "file_bytes": artifact_bytes(t),
+            }
+            ok, why = t.available()
+            if not ok:
+                skipped.setdefault(t.runtime, why)
+                bar.advance(task)
+                continue
+            try:
+                with ProcessPoolExecutor(
+                    1, mp_context=ctx
+                ) as pool:  # a fresh process per target: its own peak RSS
+                    row.update(
+                        pool.submit(
+                            bench_one, t.pair, t.artifact, prompt, new_tokens, repeats, threads
+                        ).result()
+                    )
+                if row["kv_bytes_per_token"] is None:
+                    row["kv_bytes_per_token"] = cfg.kv_bytes_per_token(4)["latent"]
+                w = row["weight_bytes_per_token"]
+                if w and row["decode_tok_s"]:
+                    row["bound_tok_s"] = bw["copy_gbps_best"] * 1e9 / w
+                    row["bw_fraction"] = row["decode_tok_s"] / row["bound_tok_s"]
+                row["status"] = "ok"
+            except Exception as e:
+                row["status"] = "error"
+                row["error"] = f"{type(e).__name__}: {e}"
+            rows.append(row)
+            bar.advance(task)
+    result = {
+        "format": "edgeport-bench",
+        "version": 1,
+        "export": str(folder.resolve()),
+        "machine": {
+            "system": f"{platform.system()} {platform.machine()}",
+            "cpus": os.cpu_count(),
+            "threads": threads,
+            **bw,
+        },
+        "settings": {"prompt_tokens": len(prompt), "new_tokens": new_tokens, "repeats": repeats},
+        "rows": rows,
+        "skipped": skipped,
+    }
+    with atomic_file(folder / BENCH_FILE, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    return result
+
+
+def table(result: dict[str, Any]):
+    """A rich Table of a bench result."""
+    from rich.table import Table
+
+    m = result["machine"]
+    t = Table(
+        title=f"edgeport bench ({m['system']}, {m['threads']} threads, copy bandwidth "
+        f"{m['copy_gbps_best']:.1f} GB/s)"
+    )
+    for col in (
+        "runtime",
+        "artifact",
+        "prefill tok/s",
+        "decode tok/s",
+        "TTFT ms",
+        "peak RSS MiB",
+        "file MiB",
+        "KV B/token",
+        "weights B/token",
+        "% of BW bound",
+    ):
+        t.add_column(col, justify="left" if col in ("runtime", "artifact") else "right")
+    for r in result["rows"]:
+        if r["status"] != "ok":
+            t.add_row(r["runtime"], r["artifact"], f"[red]{r['error'][:60]}[/]")
+            continue
+        t.add_row(
+            r["runtime"],
+            r["artifact"],
+            f"{r['prefill_tok_s']:.0f}",
+            f"{r['decode_tok_s']:.1f}" if r["decode_tok_s"] else "–",
+            f"{r['ttft_ms']:.1f}",
+            f"{r['peak_rss_mib']:.0f}",
+            f"{r['file_bytes'] / 2**20:.2f}",
+            f"{r['kv_bytes_per_token']:,}",
+            f"{r['weight_bytes_per_token']:,}" if r["weight_bytes_per_token"] else "–",
+            f"{100 * r['bw_fraction']:.1f}%" if r.get("bw_fraction") else "–",
+        )
+    return t

@@ -1,0 +1,213 @@
+"""`edgeport export all`: one checkpoint -> every artifact edgeport ships, plus a manifest and a validation report.
+
+Quantize once, emit many: each scheme is quantized ONCE into DIR/quantized/<scheme>, and both the GGUF and the
+ONNX artifact of that precision are packed from those same integer codes.
+
+    DIR/checkpoint/                 the float checkpoint (the reference)
+    DIR/quantized/{q8_0,q4_0}/      edgeport quantized checkpoints (docs/QUANT_FORMAT.md)
+    DIR/gguf/model-{f16,q8_0,q4_0}.gguf
+    DIR/onnx/{fp32,int8,int4}/      model.onnx, model.ort, genai_config.json, tokenizer files
+    DIR/manifest.json               what was built from what
+    DIR/report.{json,md,png}        `edgeport validate DIR`
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from edgeport.checkpoint import TOKENIZER_FILES, load_config, weight_files
+from edgeport.errors import EdgeportError
+from edgeport.io import atomic_dir, atomic_file
+from edgeport.validate import FORMAT, MANIFEST
+
+SCHEMES = {"q8_0": "int8", "q4_0": "int4"}  # quantized scheme -> ONNX precision name of the same codes
+FORMATS = ("gguf", "onnx")
+
+
+@dataclass
+class Step:
+    label: str
+    kind: str
+    precision: str
+    path: str  # relative to the export folder
+    source: str  # relative path it is built from
+    run: Callable[[Path, Path], Any]  # (source abs path, output abs path)
+
+
+def copy_checkpoint(src: Path, dst: Path) -> None:
+    """Only the checkpoint's own files: config, weights (+ index) and tokenizer files."""
+    dst.mkdir(parents=True, exist_ok=True)
+    files = [src / "config.json", *weight_files(src), src / "model.safetensors.index.json"]
+    files += [src / n for n in TOKENIZER_FILES]
+    for f in files:
+        if f.is_file():
+            shutil.copyfile(f, dst / f.name)
+
+
+def plan(schemes: list[str], formats: list[str], method: str) -> list[Step]:
+    """The build steps, in order; each artifact's source is built before it."""
+
+    def quantize(scheme: str) -> Callable[[Path, Path], Any]:
+        def run(src: Path, out: Path) -> Any:
+            from edgeport.quantize import quantize_checkpoint
+
+            return quantize_checkpoint(src, out, scheme=scheme, method=method)
+
+        return run
+
+    def gguf(kind: str) -> Callable[[Path, Path], Any]:
+        def run(src: Path, out: Path) -> Any:
+            from edgeport.export.gguf import export_gguf
+
+            return export_gguf(src, out, type=kind)
+
+        return run
+
+    def onnx(precision: str) -> Callable[[Path, Path], Any]:
+        def run(src: Path, out: Path) -> Any:
+            from edgeport.export.onnx import export_onnx
+
+            return export_onnx(src, out, precision=precision)
+
+        return run
+
+    steps = [Step("checkpoint (float reference)", "checkpoint", "fp32", "checkpoint", "", copy_checkpoint)]
+    for s in schemes:
+        steps.append(
+            Step(f"quantize {s} ({method})", "quantized", s, f"quantized/{s}", "checkpoint", quantize(s))
+        )
+    if "gguf" in formats:
+        steps.append(Step("GGUF f16", "gguf", "f16", "gguf/model-f16.gguf", "checkpoint", gguf("f16")))
+        for s in schemes:
+            steps.append(Step(f"GGUF {s}", "gguf", s, f"gguf/model-{s}.gguf", f"quantized/{s}", gguf(s)))
+    if "onnx" in formats:
+        steps.append(Step("ONNX fp32 + .ort", "onnx", "fp32", "onnx/fp32", "checkpoint", onnx("fp32")))
+        for s in schemes:
+            p = SCHEMES[s]
+            steps.append(Step(f"ONNX {p} + .ort", "onnx", p, f"onnx/{p}", f"quantized/{s}", onnx(p)))
+    return steps
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def size(path: Path) -> int:
+    return (
+        path.stat().st_size
+        if path.is_file()
+        else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    )
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("edgeport", "torch", "onnxruntime", "onnxruntime-genai", "llama-cpp-python", "gguf", "onnx"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def export_all(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    schemes: list[str] | None = None,
+    formats: list[str] | None = None,
+    method: str = "rtn",
+    validate: bool = True,
+    episodes: int = 16,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build every artifact of `model_dir` into `out_dir` (atomically), then validate it.
+
+    Returns the manifest, with the validation report under "report" when validate=True.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    schemes = list(SCHEMES) if schemes is None else schemes
+    formats = list(FORMATS) if formats is None else formats
+    for s in schemes:
+        if s not in SCHEMES:
+            raise EdgeportError(f"unknown quantization scheme {s!r} (choose from {', '.join(SCHEMES)})")
+    for f in formats:
+        if f not in FORMATS:
+            raise EdgeportError(f"unknown format {f!r} (choose from {', '.join(FORMATS)})")
+    load_config(model_dir)  # a clear one-line error before any work
+    if not (model_dir / "tokenizer.json").is_file():
+        raise EdgeportError(
+            "checkpoint has no tokenizer.json (GGUF and ONNX exports need the tokenizer)", model_dir
+        )
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise EdgeportError("exists and is not an edgeport export; refusing to replace it", out_dir)
+
+    steps = plan(schemes, formats, method)
+    entries = []
+    started = time.time()
+    columns = (
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
+    with atomic_dir(out_dir) as tmp, Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task("export", total=len(steps) + 1)
+        for step in steps:
+            bar.update(task, description=step.label)
+            src = tmp / step.source if step.source else model_dir
+            out = tmp / step.path
+            out.parent.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            step.run(src, out)
+            if not out.exists():
+                raise EdgeportError(f"{step.label} produced nothing", out)
+            entries.append(
+                {
+                    "kind": step.kind,
+                    "precision": step.precision,
+                    "path": step.path,
+                    "from": step.source or str(model_dir.resolve()),
+                    "bytes": size(out),
+                    "sha256": sha256(out),
+                    "seconds": round(time.perf_counter() - t0, 2),
+                }
+            )
+            bar.advance(task)
+        bar.update(task, description="manifest")
+        manifest = {
+            "format": FORMAT,
+            "version": 1,
+            "source": str(model_dir.resolve()),
+            "method": method,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": versions(),
+            "artifacts": entries,
+            "build_seconds": round(time.time() - started, 1),
+        }
+        with atomic_file(tmp / MANIFEST, "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.write("\n")
+        bar.advance(task)
+    if validate:
+        from edgeport.validate import validate as run_validate
+
+        manifest["report"] = run_validate(out_dir, episodes=episodes, progress=progress)
+    return manifest

@@ -1,0 +1,82 @@
+"""The PyTorch reference adapter: edgeport.model in fp32, expanded or absorbed attention.
+
+`TorchRef(folder)` runs a float checkpoint; pointed at a quantized checkpoint (a folder with
+quant_config.json, docs/QUANT_FORMAT.md) it runs that checkpoint's dequantized weights, so the GGUF and ONNX
+artifacts built from those same codes can be compared with torch on exactly their weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runtimes.base import Runtime
+
+
+def is_quantized(folder: str | Path) -> bool:
+    return (Path(folder) / "quant_config.json").is_file()
+
+
+def load_torch_model(folder: str | Path):
+    """An fp32 YoutuForCausalLM from a float checkpoint, or from a quantized one's dequantized weights."""
+    if is_quantized(folder):
+        from quant.checkpoint import load_dequantized_model
+
+        return load_dequantized_model(folder).float().eval()
+    from edgeport.checkpoint import load_model
+
+    return load_model(folder, torch.float32)
+
+
+class TorchRef(Runtime):
+    """fp32 torch. absorbed=False: the expanded path (the reference); True: the absorbed path with a latent cache."""
+
+    name = "torch"
+
+    def __init__(self, folder: str | Path, absorbed: bool = False) -> None:
+        super().__init__(folder)
+        self.absorbed = absorbed
+        self.model = load_torch_model(folder)
+        self.config = self.model.config
+        self._tok = None
+
+    @torch.no_grad()
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        x = torch.tensor([list(ids)], dtype=torch.long)
+        if self.absorbed:
+            out = self.model(x, cache=self.model.new_cache(), absorbed=True)
+        else:
+            out = self.model(x)
+        return out[0].float().numpy()
+
+    def generate(self, ids: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[int]:
+        return self.model.generate(list(ids), max_new_tokens, tuple(stop_ids), absorbed=self.absorbed)
+
+    def tokenize(self, text: str) -> list[int]:
+        from tokenizers import Tokenizer
+
+        if self._tok is None:
+            path = self.artifact / "tokenizer.json"
+            if not path.is_file():
+                raise NotImplementedError(f"{self.artifact} has no tokenizer.json")
+            self._tok = Tokenizer.from_file(str(path))
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def kv_bytes_per_token(self) -> int:
+        """fp32 cache bytes per token: the latent cache (absorbed) or per-head K and V (expanded)."""
+        return self.config.kv_bytes_per_token(4)["latent" if self.absorbed else "expanded"]
+
+    def weight_bytes_per_token(self) -> int:
+        """Weight bytes read to decode one token (the embedding gather reads one row, the tied head all of it)."""
+        seen: set[int] = set()
+        total = 0
+        for p in self.model.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel() * p.element_size()
+        if not self.config.tie_word_embeddings:
+            total -= self.model.model.embed_tokens.weight.numel() * 4
+        return total
