@@ -70,6 +70,22 @@ def info(model: Optional[Path] = typer.Argument(None, help="Checkpoint folder (d
     console.print(t)
 
 
+@export_app.command("gguf")
+@user_errors
+def export_gguf_cmd(
+    model: Path | None = typer.Argument(None, help="Checkpoint folder, float or quantized (default: the embedded model)."),
+    out: Path = typer.Option(..., "--out", "-o", help="GGUF file to write (atomically)."),
+    type: str | None = typer.Option(
+        None, "--type", "-t", help="f32|f16|bf16|q8_0|q4_0|q4_1|q4_k_m|q6_k (default: f16; a quantized folder keeps its own)."
+    ),
+) -> None:
+    """Checkpoint -> one llama.cpp GGUF (arch deepseek2, latent-only KV cache, tokenizer + chat template)."""
+    from edgeport.export.gguf import export_gguf
+
+    path = export_gguf(model or default_model_dir(), out, type)
+    console.print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+
+
 @export_app.command("all")
 @user_errors
 def export_all_cmd(
