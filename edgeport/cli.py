@@ -206,8 +206,8 @@ def chat(
     model: Optional[Path] = typer.Argument(
         None, help="Checkpoint folder, .gguf file or ONNX export folder (default: the embedded model)."
     ),
-    runtime: Optional[str] = typer.Option(None, help="torch | llamacpp | onnx (default: from what MODEL holds)."),
-    tools: bool = typer.Option(True, "--tools/--no-tools", help="Offer tools and execute the model's tool calls."),
+    runtime: Optional[str] = typer.Option(None, help="torch | llamacpp | onnx (default: from MODEL's files)."),
+    tools: bool = typer.Option(True, "--tools/--no-tools", help="Offer tools; run the model's tool calls."),
     tool_names: Optional[str] = typer.Option(None, help="Comma-separated tools to offer (default: all)."),
     prompt: Optional[str] = typer.Option(None, help="Answer this one message and exit (non-interactive)."),
     system: Optional[str] = typer.Option(None, help="System prompt."),
