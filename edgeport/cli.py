@@ -70,6 +70,26 @@ def info(model: Optional[Path] = typer.Argument(None, help="Checkpoint folder (d
     console.print(t)
 
 
+@app.command()
+@user_errors
+def quantize(
+    model: Optional[Path] = typer.Argument(None, help="Float checkpoint folder (default: the embedded model)."),
+    scheme: str = typer.Option("q4_0", help="q8_0 | q4_0 | q4_1 | q4_0_mla (q4_0, MLA latent path at q8_0)."),
+    method: str = typer.Option("rtn", help="rtn (round to nearest) | gptq (calibrated, error-compensating)."),
+    calib: Optional[Path] = typer.Option(None, help="Calibration text for gptq: .txt or .jsonl (default: built-in)."),
+    calib_tokens: int = typer.Option(4096, help="Calibration tokens for gptq."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: ./<model>-<scheme>[-gptq])."),
+) -> None:
+    """Quantize once (int8/int4 codes + scales) for every runtime: the GGUF and ONNX exporters reuse the codes."""
+    from edgeport.checkpoint import folder_size
+    from edgeport.quantize import quantize_checkpoint
+
+    folder = model or default_model_dir()
+    out = out or Path(f"{folder.name}-{scheme}{'-gptq' if method == 'gptq' else ''}")
+    done = quantize_checkpoint(folder, out, scheme=scheme, method=method, calib=calib, n_calib_tokens=calib_tokens)
+    console.print(f"wrote {done} ({folder_size(done) / 2**20:.1f} MiB, {scheme} {method})")
+
+
 @export_app.command("gguf")
 @user_errors
 def export_gguf_cmd(
