@@ -1,0 +1,675 @@
+"""ONNX export: a directly built decoder graph with a latent-only KV cache and a fused latent-attention function.
+
+The graph is written with `onnx.helper` (no tracing). Per layer:
+
+    h        = rms(x)                                     (SkipSimplifiedLayerNormalization chains the residual)
+    q        = q_b(rms(q_a(h)))  -> [q_nope | rope(q_rope)] per head
+    kv_new   = [rms(latent) | rope(k_rope)] = kv_a(h)     (kv_lora_rank + qk_rope_head_dim values per token)
+    attn, present = edgeport.mla:LatentAttention(q_nope, q_rope, kv_new, past halves, attention_mask, W_UK, W_UV)
+    x        = x + o_proj(attn);  x = x + down(silu(gate(h2)) * up(h2))
+
+`LatentAttention` is an ONNX local function (one node per layer). Stock onnxruntime inlines its body:
+absorbed MLA against the latent cache (q_nope.W_UK, scores vs [latent | k_rope], bottom-right causal mask from
+the past length and `attention_mask`, softmax, .latent, .W_UV). A runtime with a real MLA kernel can match the
+node by domain and name.
+
+The cache holds only the latent: L = kv_lora_rank + qk_rope_head_dim values per token per layer, exposed to
+onnxruntime-genai as two equal halves `past_key_values.N.key` = latent[..., :L/2] and `.value` = latent[..., L/2:],
+each [B, 1, T, L/2] (genai requires equal key/value widths). When L is odd the latent gets one zero column.
+
+Precisions: fp32 (float MatMul), fp16 (fp16 weights on disk, fp32 compute: the CPU EP has few fp16 kernels),
+int8/int4 (com.microsoft MatMulNBits, accuracy_level=4, holding exactly the integer codes of the quantized
+checkpoint, docs/QUANT_FORMAT.md; a float checkpoint is quantized with quant's RTN first). The absorbed W_UK/W_UV
+per-head matrices enter the attention function as float: their values are exactly code * scale (exact in fp32),
+because MatMulNBits has no batched (per-head) weights.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgeport.checkpoint import TOKENIZER_FILES, load_config
+from edgeport.errors import EdgeportError
+from edgeport.io import atomic_dir
+from edgeport.model import YoutuConfig, rope_cos_sin
+from quant.checkpoint import QuantTensor, is_quantized, iter_quantized, quant_names, read_quant_config
+
+OPSET = 23
+MLA_DOMAIN = "edgeport.mla"
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
+BLOCK = 32
+EXTERNAL_DATA_BYTES = 1_500_000_000  # above this many initializer bytes, weights go to model.onnx.data
+NEG = -3.0e38  # masked score (finite, so a fully masked row gives a uniform softmax instead of NaN)
+
+
+# ---- weights ------------------------------------------------------------------------------------
+Weight = np.ndarray | QuantTensor  # float [N, K] (HF layout) or quant/'s block codes
+
+
+def _is_q(w: Weight) -> bool:
+    return isinstance(w, QuantTensor)
+
+
+def _float(w: Weight) -> np.ndarray:
+    return w.dequantize().astype(np.float32) if _is_q(w) else np.asarray(w, dtype=np.float32)
+
+
+def _scheme_precision(scheme: str) -> str:
+    return "int8" if scheme == "q8_0" else "int4"
+
+
+def load_weights(
+    folder: str | Path, precision: str, progress: bool = True
+) -> tuple[YoutuConfig, dict[str, Weight]]:
+    """(config, weights by quantized-checkpoint name: HF names with kv_b_proj as its k_b / v_b halves).
+
+    A quantized checkpoint exported as int4/int8 keeps its codes; as fp32/fp16 it is dequantized. A float
+    checkpoint exported as int4/int8 is first rounded by `edgeport quantize`'s RTN path (q4_0 / q8_0)."""
+    folder = Path(folder)
+    cfg = load_config(folder)
+    if is_quantized(folder):
+        scheme = read_quant_config(folder).get("scheme", "?")
+        weights = dict(iter_quantized(folder))
+        if precision in ("fp32", "fp16"):
+            weights = {k: _float(v) for k, v in weights.items()}
+        elif precision != _scheme_precision(scheme):
+            raise EdgeportError(
+                f"checkpoint is quantized with scheme {scheme}; export it as "
+                f"{_scheme_precision(scheme)} (or fp32/fp16, dequantized), not {precision}",
+                folder,
+            )
+    elif precision in ("int8", "int4"):
+        from edgeport.quantize import quantize_checkpoint
+
+        with tempfile.TemporaryDirectory(prefix="edgeport-onnx-q-") as tmp:
+            qdir = quantize_checkpoint(
+                folder,
+                Path(tmp) / "q",
+                scheme="q4_0" if precision == "int4" else "q8_0",
+                method="rtn",
+                progress=progress,
+            )
+            weights = dict(iter_quantized(qdir))
+    else:
+        import torch
+
+        from edgeport.checkpoint import iter_tensors
+
+        weights = {}
+        for name, t in iter_tensors(folder, torch.float32):
+            weights.update(quant_names(name, t.numpy(), cfg))
+    if cfg.tie_word_embeddings:
+        weights.pop("lm_head.weight", None)
+    return cfg, weights
+
+
+def _nbits_inputs(b: Builder, name: str, w: QuantTensor) -> tuple[list[str], int]:
+    """MatMulNBits inputs (B, scales[, zero_points]) from quant's packer, and bits."""
+    qb, qs, zp = w.pack_matmulnbits()
+    ins = [b.init(f"{name}.qweight", qb), b.init(f"{name}.scales", qs)]
+    if zp is not None:
+        ins.append(b.init(f"{name}.zero_points", zp))
+    return ins, w.fmt.bits
+
+
+# ---- graph building -----------------------------------------------------------------------------
+class Builder:
+    """Collects nodes and initializers with unique names."""
+
+    def __init__(self, fp16: bool = False) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[TensorProto] = []
+        self.fp16 = fp16
+        self.bytes = 0
+        self._n = 0
+
+    def name(self, base: str) -> str:
+        self._n += 1
+        return f"{base}_{self._n}"
+
+    def op(
+        self,
+        op_type: str,
+        inputs: list[str],
+        n_out: int = 1,
+        domain: str = "",
+        name: str | None = None,
+        outputs: list[str] | None = None,
+        **attrs: Any,
+    ) -> Any:
+        name = name or self.name(op_type)
+        outs = outputs or [f"{name}/out{i}" for i in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=name, domain=domain or None, **attrs))
+        return outs[0] if len(outs) == 1 else outs
+
+    def init(self, name: str, arr: np.ndarray) -> str:
+        t = numpy_helper.from_array(np.ascontiguousarray(arr), name)
+        self.inits.append(t)
+        self.bytes += arr.nbytes
+        return name
+
+    def const(self, values: list[int] | np.ndarray, dtype: Any = np.int64) -> str:
+        return self.init(self.name("const"), np.asarray(values, dtype=dtype))
+
+    def float_weight(self, name: str, arr: np.ndarray) -> str:
+        """A float initializer; in fp16 mode stored as fp16 and cast (constant-folded by ORT at load)."""
+        if not self.fp16:
+            return self.init(name, arr.astype(np.float32))
+        return self.op("Cast", [self.init(name, arr.astype(np.float16))], to=TensorProto.FLOAT)
+
+    def linear(self, x: str, name: str, w: Weight) -> str:
+        """y = x @ W^T for W [N, K] (HF layout)."""
+        if _is_q(w):
+            n, k = w.shape
+            ins, bits = _nbits_inputs(self, name, w)
+            return self.op(
+                "MatMulNBits",
+                [x, *ins],
+                domain="com.microsoft",
+                name=name,
+                K=k,
+                N=n,
+                bits=bits,
+                block_size=BLOCK,
+                accuracy_level=4,
+            )
+        return self.op("MatMul", [x, self.float_weight(name, np.ascontiguousarray(w.T))], name=name)
+
+    def rms(self, x: str, name: str, gamma: np.ndarray, eps: float) -> str:
+        return self.op(
+            "RMSNormalization", [x, self.float_weight(name, gamma)], name=name, axis=-1, epsilon=eps
+        )
+
+
+def latent_attention_function() -> onnx.FunctionProto:
+    """`edgeport.mla:LatentAttention`: absorbed multi-head latent attention over a latent-only cache.
+
+    Inputs: q_nope [B,H,S,dn], q_rope [B,H,S,dr] (rotated), kv_new [B,S,L] = [rms(latent) | rope(k_rope)],
+    past_key / past_value [B,1,P,L'/2] (the two halves of the padded latent L' = L + latent_pad),
+    attention_mask [B,P+S] int64, w_uk [H,dn,r], w_uv [H,r,dv].
+    Outputs: attn [B,S,H*dv], present_key / present_value [B,1,P+S,L'/2].
+    Attributes: scale, kv_lora_rank (r), latent_pad (0 or 1) drive the body; num_heads, rope_dim, v_head_dim
+    describe the op for a runtime that replaces it with a kernel (the body reads them from input shapes).
+    """
+    nodes: list[onnx.NodeProto] = []
+
+    def op(op_type: str, inputs: list[str], out: str | list[str], **attrs: Any) -> None:
+        outs = [out] if isinstance(out, str) else out
+        nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
+
+    def const_ints(out: str, values: list[int]) -> None:
+        op("Constant", [], out, value_ints=values)
+
+    def attr_const(out: str, attr: str, kind: int, field: str) -> None:
+        node = helper.make_node("Constant", [], [out])
+        a = onnx.AttributeProto()
+        a.name, a.ref_attr_name, a.type = field, attr, kind
+        node.attribute.append(a)
+        nodes.append(node)
+
+    const_ints("ax0", [0])
+    const_ints("ax1", [1])
+    const_ints("axm1", [-1])
+    const_ints("zero1", [0])
+    const_ints("big1", [2**62])
+    attr_const("r0", "kv_lora_rank", onnx.AttributeProto.INT, "value_int")
+    op("Unsqueeze", ["r0", "ax0"], "r")
+    attr_const("pad0", "latent_pad", onnx.AttributeProto.INT, "value_int")
+    op("Unsqueeze", ["pad0", "ax0"], "pad1")
+    attr_const("scale", "scale", onnx.AttributeProto.FLOAT, "value_float")
+    # cache: [past_key | past_value] ++ padded kv_new along time; present = the two halves
+    op("Unsqueeze", ["kv_new", "ax1"], "kv4")  # [B,1,S,L]
+    const_ints("pads_head", [0, 0, 0, 0, 0, 0, 0])
+    op("Concat", ["pads_head", "pad1"], "pads", axis=0)
+    op("Pad", ["kv4", "pads"], "kv4p")  # [B,1,S,L']
+    op("Concat", ["past_key", "past_value"], "past", axis=-1)
+    op("Concat", ["past", "kv4p"], "full", axis=2)  # [B,1,T,L']
+    op("Split", ["full"], ["present_key", "present_value"], axis=-1, num_outputs=2)
+    op("Shape", ["kv_new"], "L", start=-1)
+    op("Slice", ["full", "zero1", "L", "axm1"], "kv")  # [B,1,T,L] = [latent | k_rope]
+    op("Slice", ["full", "zero1", "r", "axm1"], "latent")  # [B,1,T,r]
+    # absorbed query [q_nope . W_UK | q_rope] against the cache
+    op("MatMul", ["q_nope", "w_uk"], "q_lat")  # [B,H,S,r]
+    op("Concat", ["q_lat", "q_rope"], "q_abs", axis=-1)  # [B,H,S,L]
+    op("Transpose", ["kv"], "kv_t", perm=[0, 1, 3, 2])
+    op("MatMul", ["q_abs", "kv_t"], "scores0")  # [B,H,S,T]
+    op("Mul", ["scores0", "scale"], "scores1")
+    # bottom-right causal mask (query i sees keys j <= past + i) and the key padding mask
+    op("Shape", ["attention_mask"], "T1", start=1, end=2)
+    op("Shape", ["q_nope"], "S1", start=2, end=3)
+    op("Squeeze", ["T1"], "T")
+    op("Squeeze", ["S1"], "S")
+    op("Sub", ["T", "S"], "P")
+    op("Constant", [], "i0", value_int=0)
+    op("Constant", [], "i1", value_int=1)
+    op("Range", ["P", "T", "i1"], "rows")
+    op("Range", ["i0", "T", "i1"], "cols")
+    op("Unsqueeze", ["rows", "axm1"], "rows2")  # [S,1]
+    op("LessOrEqual", ["cols", "rows2"], "causal")  # [S,T]
+    op("Cast", ["attention_mask"], "keep", to=TensorProto.BOOL)
+    const_ints("ax12", [1, 2])
+    op("Unsqueeze", ["keep", "ax12"], "keep4")  # [B,1,1,T]
+    op("And", ["causal", "keep4"], "allowed")  # [B,1,S,T]
+    op("Constant", [], "neg", value_float=NEG)
+    op("Where", ["allowed", "scores1", "neg"], "scores")
+    op("Softmax", ["scores"], "p", axis=-1)
+    op("MatMul", ["p", "latent"], "ctx")  # [B,H,S,r]
+    op("MatMul", ["ctx", "w_uv"], "o")  # [B,H,S,dv]
+    op("Transpose", ["o"], "o_t", perm=[0, 2, 1, 3])
+    const_ints("shape_out", [0, 0, -1])
+    op("Reshape", ["o_t", "shape_out"], "attn")
+    return helper.make_function(
+        MLA_DOMAIN,
+        "LatentAttention",
+        ["q_nope", "q_rope", "kv_new", "past_key", "past_value", "attention_mask", "w_uk", "w_uv"],
+        ["attn", "present_key", "present_value"],
+        nodes,
+        [helper.make_opsetid("", OPSET)],
+        attributes=["scale", "kv_lora_rank", "latent_pad", "num_heads", "rope_dim", "v_head_dim"],
+    )
+
+
+def latent_halves(cfg: YoutuConfig) -> tuple[int, int]:
+    """(half width exposed as key and as value, zero padding columns appended to the latent: 0 or 1)."""
+    pad = cfg.latent_dim % 2
+    return (cfg.latent_dim + pad) // 2, pad
+
+
+def build_graph(
+    cfg: YoutuConfig, weights: dict[str, Weight], precision: str, progress: bool = True
+) -> onnx.ModelProto:
+    """The decoder ModelProto (genai I/O names) for `weights` (HF names, kv_b as k_b/v_b halves)."""
+    from tqdm import tqdm
+
+    b = Builder(fp16=precision == "fp16")
+    H, dn, dr, dv, r = (
+        cfg.num_attention_heads,
+        cfg.qk_nope_head_dim,
+        cfg.qk_rope_head_dim,
+        cfg.v_head_dim,
+        cfg.kv_lora_rank,
+    )
+    half, pad = latent_halves(cfg)
+    nL = cfg.num_hidden_layers
+
+    def W(name: str) -> Weight:
+        if name not in weights:
+            raise EdgeportError(f"missing tensor {name!r}")
+        return weights[name]
+
+    def F(name: str) -> np.ndarray:
+        return _float(W(name))
+
+    # rotary tables, [max_pos, dr/2], exactly edgeport.model.rope_cos_sin
+    import torch
+
+    cos, sin = rope_cos_sin(torch.arange(cfg.max_position_embeddings), dr, cfg.rope_theta)
+    cos_c = b.float_weight("rope.cos", cos.numpy())
+    sin_c = b.float_weight("rope.sin", sin.numpy())
+    interleaved = int(bool(cfg.rope_interleave))
+
+    # embedding (quantized embedding gathers the same codes that the tied lm_head multiplies)
+    emb = W("model.embed_tokens.weight")
+    emb_q = _is_q(emb) and emb.mins is None  # GatherBlockQuantized takes only the implicit zero point
+    if emb_q:
+        qb, qs, _ = emb.pack_matmulnbits()
+        # one copy of the codes, in MatMulNBits' [V, D/32, blob] layout; GatherBlockQuantized reads each
+        # [v, j, :] row as one block of 32 along axis 2, so it takes the scales as [V, D/32, 1]
+        emb_b = b.init("model.embed_tokens.qweight", qb)
+        emb_s = b.init("model.embed_tokens.scales", qs)
+        x = b.op(
+            "GatherBlockQuantized",
+            [emb_b, "input_ids", b.op("Reshape", [emb_s, b.const([qb.shape[0], qb.shape[1], 1])])],
+            domain="com.microsoft",
+            name="embed",
+            gather_axis=0,
+            quantize_axis=2,
+            block_size=BLOCK,
+            bits=emb.fmt.bits,
+        )
+        x = b.op("Reshape", [x, b.const([0, 0, -1])])  # [B, S, D/32, 32] -> [B, S, D]
+    else:
+        emb = _float(emb)
+        x = b.op("Gather", [b.float_weight("model.embed_tokens.weight", emb), "input_ids"], name="embed")
+
+    residual, h, delta = x, None, ""
+    eps = cfg.rms_norm_eps
+    for i in tqdm(range(nL), desc="onnx graph", unit="layer", disable=not progress, leave=False):
+        p = f"model.layers.{i}"
+        ln_in = F(f"{p}.input_layernorm.weight")
+        if i == 0:
+            h = b.rms(residual, f"{p}.input_layernorm", ln_in, eps)
+        else:
+            h, _, _, residual = b.op(
+                "SkipSimplifiedLayerNormalization",
+                [residual, delta, b.float_weight(f"{p}.input_layernorm.weight", ln_in)],
+                n_out=4,
+                domain="com.microsoft",
+                name=f"{p}.input_layernorm",
+                epsilon=eps,
+            )
+        a = f"{p}.self_attn"
+        if cfg.q_lora_rank is None:
+            q = b.linear(h, f"{a}.q_proj", W(f"{a}.q_proj.weight"))
+        else:
+            q = b.linear(h, f"{a}.q_a_proj", W(f"{a}.q_a_proj.weight"))
+            q = b.rms(q, f"{a}.q_a_layernorm", F(f"{a}.q_a_layernorm.weight"), 1e-6)
+            q = b.linear(q, f"{a}.q_b_proj", W(f"{a}.q_b_proj.weight"))
+        q = b.op("Reshape", [q, b.const([0, 0, H, dn + dr])])
+        q = b.op("Transpose", [q], perm=[0, 2, 1, 3])  # [B,H,S,dn+dr]
+        q_nope, q_rope = b.op("Split", [q, b.const([dn, dr])], n_out=2, axis=-1)
+        q_rope = b.op(
+            "RotaryEmbedding",
+            [q_rope, "position_ids", cos_c, sin_c],
+            domain="com.microsoft",
+            name=f"{a}.q_rope",
+            interleaved=interleaved,
+        )
+        ckv = b.linear(h, f"{a}.kv_a_proj_with_mqa", W(f"{a}.kv_a_proj_with_mqa.weight"))
+        latent, k_rope = b.op("Split", [ckv, b.const([r, dr])], n_out=2, axis=-1)
+        latent = b.rms(latent, f"{a}.kv_a_layernorm", F(f"{a}.kv_a_layernorm.weight"), 1e-6)
+        k_rope = b.op(
+            "RotaryEmbedding",
+            [k_rope, "position_ids", cos_c, sin_c],
+            domain="com.microsoft",
+            name=f"{a}.k_rope",
+            interleaved=interleaved,
+            num_heads=1,
+            rotary_embedding_dim=dr,
+        )
+        kv_new = b.op("Concat", [latent, k_rope], axis=-1)
+        w_uk = F(f"{a}.k_b").reshape(H, r, dn).transpose(0, 2, 1)  # [H, dn, r]
+        w_uv = F(f"{a}.v_b").reshape(H, dv, r).transpose(0, 2, 1)  # [H, r, dv]
+        attn, _, _ = b.op(
+            "LatentAttention",
+            [
+                q_nope,
+                q_rope,
+                kv_new,
+                f"past_key_values.{i}.key",
+                f"past_key_values.{i}.value",
+                "attention_mask",
+                b.float_weight(f"{a}.w_uk", np.ascontiguousarray(w_uk)),
+                b.float_weight(f"{a}.w_uv", np.ascontiguousarray(w_uv)),
+            ],
+            domain=MLA_DOMAIN,
+            name=f"{a}.latent_attention",
+            outputs=[f"{a}.attn", f"present.{i}.key", f"present.{i}.value"],
+            scale=float(cfg.softmax_scale),
+            kv_lora_rank=r,
+            latent_pad=pad,
+            num_heads=H,
+            rope_dim=dr,
+            v_head_dim=dv,
+        )
+        delta = b.linear(attn, f"{a}.o_proj", W(f"{a}.o_proj.weight"))
+        m = f"{p}.mlp"
+        h, _, _, residual = b.op(
+            "SkipSimplifiedLayerNormalization",
+            [
+                residual,
+                delta,
+                b.float_weight(
+                    f"{p}.post_attention_layernorm.weight", F(f"{p}.post_attention_layernorm.weight")
+                ),
+            ],
+            n_out=4,
+            domain="com.microsoft",
+            name=f"{p}.post_attention_layernorm",
+            epsilon=eps,
+        )
+        g = b.linear(h, f"{m}.gate_proj", W(f"{m}.gate_proj.weight"))
+        u = b.linear(h, f"{m}.up_proj", W(f"{m}.up_proj.weight"))
+        act = b.op("Mul", [b.op("Mul", [g, b.op("Sigmoid", [g])]), u])
+        delta = b.linear(act, f"{m}.down_proj", W(f"{m}.down_proj.weight"))
+    h = b.op(
+        "SkipSimplifiedLayerNormalization",
+        [residual, delta, b.float_weight("model.norm.weight", F("model.norm.weight"))],
+        domain="com.microsoft",
+        name="model.norm",
+        epsilon=eps,
+    )
+    lm = weights.get("lm_head.weight", emb)
+    lm = _float(lm) if _is_q(lm) and lm is emb and not emb_q else lm
+    if lm is emb and emb_q:  # tied and quantized: MatMulNBits reads the embedding's codes (same initializers)
+        b.op(
+            "MatMulNBits",
+            [h, emb_b, emb_s],
+            domain="com.microsoft",
+            name="lm_head",
+            outputs=["logits"],
+            K=emb.shape[1],
+            N=emb.shape[0],
+            bits=emb.fmt.bits,
+            block_size=BLOCK,
+            accuracy_level=4,
+        )
+    elif _is_q(lm):
+        b.nodes.append(helper.make_node("Identity", [b.linear(h, "lm_head", lm)], ["logits"]))
+    elif lm is emb and not b.fp16:  # tied float: multiply by the embedding table transposed, no second copy
+        b.op(
+            "FusedMatMul",
+            [h, "model.embed_tokens.weight"],
+            domain="com.microsoft",
+            name="lm_head",
+            outputs=["logits"],
+            transB=1,
+        )
+    else:
+        b.op(
+            "MatMul",
+            [h, b.float_weight("lm_head.weight", np.ascontiguousarray(np.asarray(lm, np.float32).T))],
+            name="lm_head",
+            outputs=["logits"],
+        )
+
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    inputs = [
+        helper.make_tensor_value_info("input_ids", i64, ["batch_size", "sequence_length"]),
+        helper.make_tensor_value_info("attention_mask", i64, ["batch_size", "total_sequence_length"]),
+        helper.make_tensor_value_info("position_ids", i64, ["batch_size", "sequence_length"]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("logits", f32, ["batch_size", "sequence_length", cfg.vocab_size])
+    ]
+    for i in range(nL):
+        for kind in ("key", "value"):
+            inputs.append(
+                helper.make_tensor_value_info(
+                    f"past_key_values.{i}.{kind}", f32, ["batch_size", 1, "past_sequence_length", half]
+                )
+            )
+            outputs.append(
+                helper.make_tensor_value_info(
+                    f"present.{i}.{kind}", f32, ["batch_size", 1, "total_sequence_length", half]
+                )
+            )
+    graph = helper.make_graph(b.nodes, "edgeport_youtu_decoder", inputs, outputs, b.inits)
+    model = helper.make_model(
+        graph,
+        opset_imports=[
+            helper.make_opsetid("", OPSET),
+            helper.make_opsetid("com.microsoft", 1),
+            helper.make_opsetid(MLA_DOMAIN, 1),
+        ],
+        functions=[latent_attention_function()],
+        producer_name="edgeport",
+        ir_version=10,
+    )
+    model.metadata_props.extend(
+        [
+            onnx.StringStringEntryProto(key="edgeport.precision", value=precision),
+            onnx.StringStringEntryProto(key="edgeport.latent_dim", value=str(cfg.latent_dim)),
+            onnx.StringStringEntryProto(key="edgeport.latent_pad", value=str(pad)),
+        ]
+    )
+    return model
+
+
+# ---- files --------------------------------------------------------------------------------------
+def genai_config(cfg: YoutuConfig, tokenizer_dir: Path | None = None) -> dict[str, Any]:
+    """onnxruntime-genai config: a generic "decoder" with one kv head of width L/2 (the latent halves)."""
+    half, _ = latent_halves(cfg)
+    eos = cfg.eos_token_id
+    bos = cfg.bos_token_id
+    tc = {}
+    if tokenizer_dir is not None and (tokenizer_dir / "tokenizer_config.json").is_file():
+        try:
+            tc = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            tc = {}
+    eos_list = eos if isinstance(eos, list) else ([] if eos is None else [eos])
+    pad = cfg.pad_token_id if cfg.pad_token_id is not None else (eos_list[0] if eos_list else 0)
+    return {
+        "model": {
+            "type": "decoder",
+            "bos_token_id": bos if bos is not None else 0,
+            "eos_token_id": eos_list if len(eos_list) != 1 else eos_list[0],
+            "pad_token_id": pad,
+            "vocab_size": cfg.vocab_size,
+            "context_length": cfg.max_position_embeddings,
+            "decoder": {
+                "filename": "model.onnx",
+                "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
+                "num_attention_heads": cfg.num_attention_heads,
+                "num_key_value_heads": 1,
+                "head_size": half,
+                "hidden_size": cfg.hidden_size,
+                "num_hidden_layers": cfg.num_hidden_layers,
+                "inputs": {
+                    "input_ids": "input_ids",
+                    "attention_mask": "attention_mask",
+                    "position_ids": "position_ids",
+                    "past_key_names": "past_key_values.%d.key",
+                    "past_value_names": "past_key_values.%d.value",
+                },
+                "outputs": {
+                    "logits": "logits",
+                    "present_key_names": "present.%d.key",
+                    "present_value_names": "present.%d.value",
+                },
+            },
+        },
+        "search": {
+            "max_length": cfg.max_position_embeddings,
+            "do_sample": False,
+            "num_beams": 1,
+            "past_present_share_buffer": False,
+        },
+        "edgeport": {"chat_template_in": "tokenizer_config.json" if "chat_template" in tc else None},
+    }
+
+
+def save_model(model: onnx.ModelProto, folder: Path, external: bool) -> None:
+    path = folder / "model.onnx"
+    if external:
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location="model.onnx.data",
+            size_threshold=1024,
+        )
+    else:
+        onnx.save_model(model, str(path))
+
+
+def convert_to_ort(folder: Path) -> None:
+    """model.ort + required_operators.config for ORT Mobile (CPU EP, fixed optimizations for arm): the code of
+    `python -m onnxruntime.tools.convert_onnx_models_to_ort --target_platform arm --optimization_style Fixed`,
+    run in-process (a subprocess would pay the tool's torch import again)."""
+    import contextlib
+    import io
+    import logging
+
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    with tempfile.TemporaryDirectory(prefix="edgeport-ort-") as tmp:
+        tmp = Path(tmp)
+        for name in ("model.onnx", "model.onnx.data"):
+            if (folder / name).is_file():
+                (tmp / name).symlink_to((folder / name).resolve())
+        log = io.StringIO()
+        logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                convert_onnx_models_to_ort(
+                    tmp / "model.onnx",
+                    output_dir=tmp / "out",
+                    target_platform="arm",
+                    optimization_styles=[OptimizationStyle.Fixed],
+                )
+        except Exception as e:  # the tool raises plain exceptions; keep one line
+            raise EdgeportError(
+                f"ORT Mobile conversion failed: {str(e).splitlines()[0] if str(e) else e!r}",
+                folder / "model.onnx",
+            ) from None
+        ort = tmp / "out" / "model.ort"
+        if not ort.is_file():
+            raise EdgeportError("ORT Mobile conversion wrote no model.ort", folder / "model.onnx")
+        shutil.move(str(ort), folder / "model.ort")
+        cfgs = sorted((tmp / "out").glob("*.config"))
+        if cfgs:
+            shutil.move(str(cfgs[0]), folder / "required_operators.config")
+
+
+def export_onnx(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    precision: str = "fp32",
+    mobile: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Export a float or quantized checkpoint folder to an ONNX folder (model.onnx, genai_config.json,
+    tokenizer files, model.ort + required_operators.config). Returns `out_dir`."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if precision not in PRECISIONS:
+        raise EdgeportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if out_dir.resolve() == model_dir.resolve():
+        raise EdgeportError("output folder must differ from the checkpoint folder", out_dir)
+    cfg, weights = load_weights(model_dir, precision, progress=progress)
+    model = build_graph(cfg, weights, precision, progress=progress)
+    del weights
+    init_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
+    external = init_bytes > EXTERNAL_DATA_BYTES
+    with atomic_dir(out_dir) as tmp:
+        save_model(model, tmp, external)
+        del model
+        for name in TOKENIZER_FILES:
+            if (model_dir / name).is_file():
+                shutil.copyfile(model_dir / name, tmp / name)
+        (tmp / "genai_config.json").write_text(json.dumps(genai_config(cfg, model_dir), indent=2) + "\n")
+        if mobile:
+            convert_to_ort(tmp)
+    return out_dir
+
+
+def latent_io_widths(model_path: str | Path) -> dict[str, list[Any]]:
+    """Every graph input/output name -> its declared shape (ints or symbolic names), for checks and tests."""
+    m = onnx.load(str(model_path), load_external_data=False)
+    out = {}
+    for vi in list(m.graph.input) + list(m.graph.output):
+        out[vi.name] = [
+            d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim
+        ]
+    return out
+
+
+__all__ = [
+    "export_onnx",
+    "build_graph",
+    "load_weights",
+    "latent_attention_function",
+    "genai_config",
+    "latent_halves",
+    "latent_io_widths",
+]
