@@ -1,0 +1,129 @@
+"""The agent loop: an oracle that replays the reference turns succeeds only if tools are really executed;
+garbage fails; malformed output never raises; the real model's generate plugs in."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from edgeport import agent as A
+from edgeport import chat
+from edgeport import data as D
+from edgeport.tokenizer import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok(tokenizer_dir: Path):
+    return load_tokenizer(tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def eps() -> list[D.Episode]:
+    return D.generate_episodes(80, seed=5, split="eval")
+
+
+def test_oracle_succeeds_and_sees_training_prompts(tok, eps: list[D.Episode]) -> None:
+    oracle = A.reference_generate(tok, eps)
+    seen: list[list[int]] = []
+
+    def recording(ids: list[int], n: int, stop: Sequence[int]) -> list[int]:
+        seen.append(list(ids))
+        return oracle(ids, n, stop)
+
+    r = A.evaluate(recording, tok, eps)
+    assert r["n"] == len(eps) and r["success_rate"] == 1.0
+    assert r["tool_call_rate"] == 1.0 and r["valid_json_rate"] == 1.0 and r["first_tool_match"] == 1.0
+    assert set(r["by_kind"]) == {"single", "chain", "error", "chat"}
+    # the agent fed exactly the training prompts, in order (train/inference consistency, token for token)
+    want = [tok.encode(p) for ep in eps for p, _ in D.turn_examples(ep.messages, ep.tools)]
+    assert seen == want
+    assert 0 <= r["baseline_echo"] < 0.2 and "chance" in r
+
+
+def test_tools_are_executed_for_real(tok, eps: list[D.Episode]) -> None:
+    """Same oracle, but the envs start from a different state: the tool results the agent really gets differ
+    from the transcripts, so the replay goes off the rails exactly where a tool reads state."""
+    oracle = A.reference_generate(tok, eps)
+    changed = []
+    for ep in eps:
+        ep2 = D.Episode.from_dict(json.loads(json.dumps(ep.to_dict())))
+        ep2.env_state["files"] = {k: v.upper() for k, v in ep2.env_state["files"].items()}
+        ep2.env_state["notes"] = {k: v + "9" for k, v in ep2.env_state["notes"].items()}
+        ep2.env_state["today"] = "1999-12-31"
+        changed.append(ep2)
+    results = [A.run_episode(oracle, tok, ep) for ep in changed]
+    reads_state = {"cat", "cat_lost", "note_get", "from_today", "weekday_in"}
+    for ep, res in zip(changed, results, strict=True):
+        name = ep.template.split("/")[0]
+        assert res.success == (name not in reads_state), (ep.template, res.reason)
+        if name in {"cat", "cat_lost"}:  # the result came from the env, upper-cased
+            assert res.calls[-1]["result"] == json.dumps({"result": ep.answer.upper()})
+
+
+def _garbage(tok, seed: int) -> Callable[[list[int], int, Sequence[int]], list[int]]:
+    rng = random.Random(seed)
+
+    def generate(ids: list[int], n: int, stop: Sequence[int] = ()) -> list[int]:
+        out: list[int] = []
+        for _ in range(n):
+            out.append(rng.randrange(tok.vocab_size))
+            if out[-1] in stop:
+                break
+        return out
+
+    return generate
+
+
+def test_garbage_scores_near_zero(tok, eps: list[D.Episode]) -> None:
+    r = A.evaluate(_garbage(tok, 0), tok, eps)
+    assert r["success_rate"] <= 0.05 and r["tool_call_rate"] <= 0.05
+
+
+def test_malformed_output_is_handled(tok, eps: list[D.Episode]) -> None:
+    ep = next(e for e in eps if e.template.startswith("calc/"))
+
+    def scripted(*texts: str):
+        queue = list(texts)
+
+        def generate(ids: list[int], n: int, stop: Sequence[int] = ()) -> list[int]:
+            out = tok.encode(queue.pop(0)) if queue else []
+            return out[:n]
+
+        return generate
+
+    cases = {
+        '<tool_call>{"name": "calculate", "arguments": {oops</tool_call>': "invalid tool call",
+        "no end of text here": "no final answer",
+        "": "no final answer",
+        "The answer is 0." + chat.EOS: "wrong answer",
+    }
+    for text, reason in cases.items():
+        assert A.run_episode(scripted(text), tok, ep).reason == reason
+    # an unknown tool and a bad argument are errors fed back to the model, then it answers
+    call_x = chat.format_tool_call("rm_rf", {"path": "/"})
+    call_bad = chat.format_tool_call("calculate", {"expression": "import os"})
+    res = A.run_episode(scripted(call_x, call_bad, f"{ep.answer}{chat.EOS}"), tok, ep)
+    assert [set(json.loads(c["result"])) for c in res.calls] == [{"error"}, {"error"}]
+    assert res.success  # the expected number is in the final answer
+    # steps run out
+    res = A.run_episode(scripted(*[call_bad] * 10), tok, ep, max_steps=3)
+    assert res.reason == "max steps" and res.steps == 3 and len(res.calls) == 3
+    # a prompt that does not fit the context is refused, not truncated
+    assert A.run_episode(scripted("x"), tok, ep, max_context=10).reason == "context"
+
+
+def test_real_model_generate_plugs_in(tok, hf_checkpoint: Callable[..., Path], eps: list[D.Episode]) -> None:
+    from edgeport.checkpoint import load_model
+
+    model = load_model(hf_checkpoint(seed=3)).eval()
+    import torch
+
+    small = [e for e in eps if e.kind != "chain"][:2]
+    with torch.no_grad():
+        r = A.evaluate(model.generate, tok, small, max_steps=2, max_new_tokens=8)
+    assert r["n"] == 2 and 0.0 <= r["success_rate"] <= 1.0
+    assert sum(r["reasons"].values()) == 2

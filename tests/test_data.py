@@ -1,0 +1,303 @@
+"""Tool envs, the trajectory generator, train/inference prompt consistency, loss masks, packing, text loaders."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeport import chat
+from edgeport import data as D
+from edgeport.errors import EdgeportError
+from edgeport.tokenizer import load_tokenizer
+from edgeport.tools import SCHEMAS, ToolEnv, calculate, convert_units
+
+
+@pytest.fixture(scope="module")
+def tok(tokenizer_dir: Path):
+    return load_tokenizer(tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def train_eps() -> list[D.Episode]:
+    return D.generate_episodes(300, seed=0, split="train")
+
+
+@pytest.fixture(scope="module")
+def eval_eps() -> list[D.Episode]:
+    return D.generate_episodes(300, seed=0, split="eval")
+
+
+# ------------------------------------------------------------------ tool envs
+def test_calculator_matches_python_and_refuses_code() -> None:
+    rng = random.Random(0)
+    for _ in range(200):
+        a, b, c = rng.randint(-50, 50), rng.randint(1, 50), rng.randint(0, 5)
+        op = rng.choice("+-*/%")
+        expr = f"({a} {op} {b}) * {c} - {b} ** 2"
+        want = ((a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b if op == "/"
+                 else a % b) * c - b**2)  # fmt: skip
+        assert calculate(expr) == pytest.approx(want, abs=1e-4)
+    assert calculate("sqrt(16) + abs(-2)") == 6
+    env = ToolEnv()
+    for bad in ["__import__('os').system('true')", "open('x')", "a + 1", "1/0", "9 ** 9 ** 9", "", "[1, 2]"]:
+        out = json.loads(env.call("calculate", {"expression": bad}))
+        assert set(out) == {"error"}, (bad, out)
+
+
+def test_unit_conversion() -> None:
+    assert convert_units(1, "mi", "km") == pytest.approx(1.6093, abs=1e-4)
+    assert convert_units(100, "celsius", "F") == 212
+    assert convert_units(32, "fahrenheit", "c") == 0
+    assert convert_units(0, "c", "k") == 273.15
+    assert convert_units(2, "kg", "grams") == 2000
+    assert convert_units(1, "gal", "l") == pytest.approx(3.7854, abs=1e-4)
+    rng = random.Random(1)
+    for _ in range(50):  # round trips within rounding
+        v = round(rng.uniform(1, 500), 1)
+        a, b = rng.choice(D.UNIT_PAIRS)
+        assert convert_units(convert_units(v, a, b), b, a) == pytest.approx(v, rel=2e-3, abs=2e-3)
+    env = ToolEnv()
+    assert "error" in json.loads(env.call("convert_units", {"value": 1, "from_unit": "kg", "to_unit": "km"}))
+    assert "error" in json.loads(env.call("convert_units", {"value": "x", "from_unit": "kg", "to_unit": "g"}))
+    assert "error" in json.loads(
+        env.call("convert_units", {"value": 1, "from_unit": "parsec", "to_unit": "m"})
+    )
+
+
+def test_dates_against_datetime() -> None:
+    env = ToolEnv({"today": "2024-02-27"})
+    rng = random.Random(2)
+    assert json.loads(env.call("today", {})) == {"result": "2024-02-27"}
+    for _ in range(50):
+        d = dt.date(2020, 1, 1) + dt.timedelta(days=rng.randrange(4000))
+        n = rng.randint(-500, 500)
+        got = json.loads(env.call("add_days", {"date": d.isoformat(), "days": n}))["result"]
+        assert got == (d + dt.timedelta(days=n)).isoformat()
+        assert json.loads(env.call("weekday", {"date": d.isoformat()}))["result"] == d.strftime("%A")
+        e = d + dt.timedelta(days=n)
+        got = json.loads(env.call("days_between", {"start": d.isoformat(), "end": e.isoformat()}))["result"]
+        assert got == n
+    assert "error" in json.loads(env.call("weekday", {"date": "2024-13-01"}))
+    assert "error" in json.loads(env.call("add_days", {"date": "2024-01-01", "days": 1.5}))
+
+
+def test_files_notes_and_errors_are_data() -> None:
+    env = ToolEnv({"files": {"/docs/a.txt": "alpha", "/work/b.txt": "beta"}, "notes": {"k": "v"}})
+    assert json.loads(env.call("ls", {"path": "/"}))["result"] == ["/docs/a.txt", "/work/b.txt"]
+    assert json.loads(env.call("ls", {"path": "/docs"}))["result"] == ["/docs/a.txt"]
+    assert json.loads(env.call("cat", {"path": "docs/a.txt"}))["result"] == "alpha"
+    assert "error" in json.loads(env.call("cat", {"path": "/a.txt"}))
+    assert "error" in json.loads(env.call("ls", {"path": "/nothing"}))
+    assert "error" in json.loads(env.call("cat", {"path": "/docs/../etc/passwd"}))
+    env.call("write", {"path": "/new/c.txt", "text": "gamma"})
+    assert json.loads(env.call("cat", {"path": "/new/c.txt"}))["result"] == "gamma"
+    assert "error" in json.loads(env.call("write", {"path": "/docs", "text": "x"}))  # a folder
+    assert json.loads(env.call("note_get", {"key": "k"}))["result"] == "v"
+    env.call("note_save", {"key": "k2", "text": "w"})
+    assert env.state()["notes"] == {"k": "v", "k2": "w"}
+    for name, args in [("nope", {}), ("cat", {}), ("cat", {"path": "/docs/a.txt", "x": 1}), ("cat", "{bad"),
+                       ("cat", [1]), ("note_get", {"key": "missing"})]:  # fmt: skip
+        out = json.loads(env.call(name, args))
+        assert set(out) == {"error"}, (name, args, out)
+    for s in SCHEMAS.values():  # compact schemas: the tools block must fit a tiny context
+        assert len(json.dumps(s)) < 320
+
+
+# ------------------------------------------------------------------ generator
+def test_generator_is_deterministic() -> None:
+    a = [e.to_dict() for e in D.generate_episodes(40, seed=7)]
+    b = [e.to_dict() for e in D.generate_episodes(40, seed=7)]
+    c = [e.to_dict() for e in D.generate_episodes(40, seed=8)]
+    assert a == b
+    assert a != c
+    assert json.loads(json.dumps(a)) == a  # plain JSON, round-trips
+
+
+def test_episodes_are_real_executions(train_eps: list[D.Episode]) -> None:
+    kinds = {e.kind for e in train_eps}
+    assert kinds == {"single", "chain", "error", "chat"}
+    for ep in train_eps:
+        D.verify_episode(ep)  # replays every call in a fresh env
+        n_calls = sum(len(m.get("tool_calls") or []) for m in ep.messages)
+        assert (n_calls == 0) == (ep.kind == "chat")
+        assert n_calls <= 3  # solvable within the agent's default max_steps=4
+        assert ep.messages[0] == {"role": "user", "content": ep.task}
+        assert ep.messages[-1]["role"] == "assistant" and not ep.messages[-1].get("tool_calls")
+        assert set(ep.tool_names) >= {
+            tc["function"]["name"] for m in ep.messages for tc in m.get("tool_calls") or []
+        }
+        if ep.kind == "chain":
+            assert n_calls >= 2
+        if ep.kind == "error":  # a failed call, then a recovery that succeeds
+            results = [json.loads(m["content"]) for m in ep.messages if m["role"] == "tool"]
+            assert "error" in results[0] and "result" in results[-1]
+    # tampering with the env or a recorded result is caught by the re-execution
+    ep = next(e for e in train_eps if e.template.startswith("cat/"))
+    bad = D.Episode.from_dict(json.loads(json.dumps(ep.to_dict())))
+    bad.env_state["files"] = {k: v + "!" for k, v in bad.env_state["files"].items()}
+    with pytest.raises(AssertionError):
+        D.verify_episode(bad)
+
+
+def test_splits_are_disjoint(train_eps: list[D.Episode], eval_eps: list[D.Episode]) -> None:
+    train_keys = {(e.template, e.seed) for e in train_eps}
+    eval_keys = {(e.template, e.seed) for e in eval_eps}
+    assert not train_keys & eval_keys
+    assert not {e.seed for e in train_eps} & {e.seed for e in eval_eps}
+    heldout = {
+        f"{t.name}/{i}"
+        for t in D.TEMPLATES
+        for i in range(len(t.paraphrases) - t.heldout, len(t.paraphrases))
+    }
+    assert not {e.template for e in train_eps} & heldout
+    big_train = {e.template for e in D.generate_episodes(1500, seed=1)}
+    assert not big_train & heldout
+    assert len({e.template for e in eval_eps} & heldout) >= len(heldout) // 2  # eval really uses them
+    assert {e.template.split("/")[0] for e in eval_eps} == {t.name for t in D.TEMPLATES}
+    with pytest.raises(EdgeportError):
+        D.generate_episodes(1, split="dev")
+
+
+# ------------------------------------------------------------------ train/inference consistency and masks
+def test_training_prompts_are_generation_prompts(train_eps: list[D.Episode]) -> None:
+    """Each training example's prompt is the exact generation prompt (youtu.md section 4 rules 6-7)."""
+    for ep in train_eps[:60]:
+        turns = D.turn_examples(ep.messages, ep.tools)
+        idx = [i for i, m in enumerate(ep.messages) if m["role"] == "assistant"]
+        assert len(turns) == len(idx)
+        for i, (prompt, target) in zip(idx, turns, strict=True):
+            assert prompt == chat.render(
+                ep.messages[:i], ep.tools, add_generation_prompt=True, enable_thinking=False
+            )
+            assert prompt.endswith(chat.ASSISTANT + chat.EMPTY_THINK)
+            assert target.endswith(chat.EOS) and chat.THINK_END not in target
+            assert chat.render(ep.messages[: i + 1], ep.tools) == prompt + target
+            m = ep.messages[i]
+            calls = "\n".join(chat.format_tool_call(c["function"]["name"], c["function"]["arguments"])
+                              for c in m.get("tool_calls") or [])  # fmt: skip
+            assert target == m["content"] + calls + chat.EOS
+    # a turn that carries its own reasoning is trained after a thinking-mode prompt
+    msgs = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nHello"},
+    ]
+    ((prompt, target),) = D.turn_examples(msgs)
+    assert prompt == chat.render(msgs[:1], add_generation_prompt=True)
+    assert target.startswith("<think>") and prompt + target == chat.render(msgs)
+    with pytest.raises(EdgeportError, match="must follow"):
+        D.turn_examples([{"role": "assistant", "content": "x"}])
+
+
+def test_loss_mask_covers_exactly_assistant_tokens(tok, train_eps: list[D.Episode]) -> None:
+    for ep in train_eps[:40]:
+        ids, mask = D.encode_example(tok, ep, "sft")
+        assert len(ids) == len(mask)
+        turns = D.turn_examples(ep.messages, ep.tools)
+        runs, cur = [], []  # maximal runs of masked tokens
+        for t, m in zip(ids, mask, strict=True):
+            if m:
+                cur.append(t)
+            elif cur:
+                runs.append(cur)
+                cur = []
+        if cur:
+            runs.append(cur)
+        assert [tok.decode(r) for r in runs] == [t for _, t in turns]
+        assert ids == [t for p, g in turns for t in tok.encode(p) + tok.encode(g)]
+        assert sum(mask) == sum(len(tok.encode(g)) for _, g in turns)
+    ids, mask = D.encode_example(tok, "Hello world.", "text")
+    assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id and mask == [False] + [True] * (len(ids) - 1)
+    with pytest.raises(EdgeportError):
+        D.encode_example(tok, "x", "chat")
+
+
+# ------------------------------------------------------------------ packing and mixtures
+def test_pack_shapes_and_content() -> None:
+    rng = random.Random(3)
+    exs = []
+    for _ in range(40):
+        n = rng.choice([3, 7, 11, 30])  # 30 > a row: must flow across rows
+        ids = [rng.randrange(1, 100) for _ in range(n)]
+        exs.append((ids, [rng.random() < 0.5 for _ in ids]))
+    L, eos = 15, 0
+    x, m = D.pack(exs, L, eos)
+    assert x.dtype == torch.int64 and m.dtype == torch.bool and x.shape == m.shape and x.shape[1] == L + 1
+    assert (x[~m] >= 0).all()
+    flat_x = x.flatten().tolist()
+    flat_m = m.flatten().tolist()
+    real = [(t, k) for t, k in zip(flat_x, flat_m, strict=True) if t != eos]  # ids are >= 1, pad is 0
+    assert real == [(t, k) for ids, mk in exs for t, k in zip(ids, mk, strict=True)]
+    assert all(not k for t, k in zip(flat_x, flat_m, strict=True) if t == eos)  # padding never trains
+    rows = [r for r in x.tolist()]
+    for ids, _ in exs:  # an example that fits a row lies inside one row
+        if len(ids) <= L + 1:
+            assert any(ids == r[i : i + len(ids)] for r in rows for i in range(L + 2 - len(ids)))
+    x2, m2 = D.pack(exs, L, eos)
+    assert torch.equal(x, x2) and torch.equal(m, m2)
+    assert D.pack([], L, eos)[0].shape == (0, L + 1)
+
+
+def test_mixture_stages(tok, train_eps: list[D.Episode]) -> None:
+    texts = D.builtin_text("train")[:6]
+    out = D.mixture(tok, texts, train_eps[:30], seq_len=64, seed=0)
+    assert set(out) == {"pretrain", "midtrain", "sft"}
+    for x, m in out.values():
+        assert x.ndim == 2 and x.shape[1] == 65 and x.dtype == torch.int64 and m.shape == x.shape
+        assert int(x.max()) < tok.vocab_size
+    frac = {k: float(m.float().mean()) for k, (x, m) in out.items()}
+    assert frac["pretrain"] > 0.9  # text: loss on (almost) every token
+    assert 0 < frac["sft"] < 0.5  # trajectories: assistant tokens only
+    assert frac["sft"] < frac["midtrain"] < frac["pretrain"]
+    again = D.mixture(tok, texts, train_eps[:30], seq_len=64, seed=0)
+    assert all(torch.equal(out[k][0], again[k][0]) for k in out)
+
+
+# ------------------------------------------------------------------ text sources
+def test_builtin_text_split() -> None:
+    train, held = D.builtin_text("train"), D.builtin_text("heldout")
+    assert train == D.builtin_text("train") and held and train
+    assert not set(train) & set(held)
+    share = sum(map(len, held)) / (sum(map(len, held)) + sum(map(len, train)))
+    assert 0.03 < share < 0.25
+    assert D.builtin_text("val") == held
+    with pytest.raises(EdgeportError):
+        D.builtin_text("dev")
+
+
+def test_load_text_file(tmp_path: Path) -> None:
+    p = tmp_path / "a.txt"
+    p.write_text("First para\nline two.\n\n\nSecond para.\n  \nThird.")
+    assert D.load_text_file(p) == ["First para\nline two.", "Second para.", "Third."]
+    ep = D.generate_episodes(1, seed=0)[0]
+    q = tmp_path / "b.jsonl"
+    q.write_text(
+        json.dumps({"text": "hello"}) + "\n\n" + json.dumps({"messages": ep.messages, "tools": ep.tools})
+    )
+    items = D.load_text_file(q)
+    assert items[0] == "hello" and items[1]["messages"] == ep.messages
+    for body, msg in [
+        ('{"text": "ok"}\n{"text": broken}\n', "b.jsonl:2: bad JSON"),
+        ('{"text": "ok"}\n{"txt": "x"}\n', "b.jsonl:2: expected"),
+        ('{"messages": [{"role": "user", "content": "hi"}]}\n', "b.jsonl:1: 'messages' has no assistant"),
+        ('{"messages": [{"role": "robot", "content": "hi"}, {"role": "assistant", "content": "x"}]}\n',
+         "b.jsonl:1: chat message 0"),
+    ]:  # fmt: skip
+        q.write_text(body)
+        with pytest.raises(EdgeportError, match=msg) as e:
+            D.load_text_file(q)
+        assert "\n" not in str(e.value)
+    with pytest.raises(EdgeportError, match="not found"):
+        D.load_text_file(tmp_path / "missing.txt")
+    (tmp_path / "c.csv").write_text("a,b")
+    with pytest.raises(EdgeportError, match="unsupported"):
+        D.load_text_file(tmp_path / "c.csv")
+
+
+def test_episode_jsonl_roundtrip(tmp_path: Path, eval_eps: list[D.Episode]) -> None:
+    D.episodes_to_jsonl(eval_eps[:5], tmp_path / "e.jsonl")
+    assert [e.to_dict() for e in D.load_episodes(tmp_path / "e.jsonl")] == [e.to_dict() for e in eval_eps[:5]]
