@@ -106,6 +106,24 @@ def export_gguf_cmd(
     console.print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
 
 
+@export_app.command("onnx")
+@user_errors
+def export_onnx_cmd(
+    model: Path | None = typer.Argument(None, help="Checkpoint folder, float or quantized (default: the embedded model)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write (atomically): model.onnx, model.ort, genai_config.json."),
+    precision: str = typer.Option(
+        "fp32", "--precision", "-p", help="fp32|fp16|int8|int4 (a quantized folder: its own int precision, or fp32/fp16)."
+    ),
+    no_mobile: bool = typer.Option(False, "--no-mobile", help="Skip the ORT Mobile model.ort conversion."),
+) -> None:
+    """Checkpoint -> ONNX folder for onnxruntime, onnxruntime-genai and ORT Mobile (latent-only KV cache)."""
+    from edgeport.checkpoint import folder_size
+    from edgeport.export.onnx import export_onnx
+
+    done = export_onnx(model or default_model_dir(), out, precision, mobile=not no_mobile)
+    console.print(f"wrote {done} ({folder_size(done) / 2**20:.2f} MiB, {precision})")
+
+
 @export_app.command("all")
 @user_errors
 def export_all_cmd(

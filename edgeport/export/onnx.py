@@ -124,7 +124,8 @@ def _nbits_inputs(b: Builder, name: str, w: QuantTensor) -> tuple[list[str], int
 class Builder:
     """Collects nodes and initializers with unique names."""
 
-    def __init__(self, fp16: bool = False) -> None:
+    def __init__(self, fp16: bool = False, accuracy_level: int = 4) -> None:
+        self.accuracy_level = accuracy_level
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[TensorProto] = []
         self.fp16 = fp16
@@ -179,7 +180,7 @@ class Builder:
                 N=n,
                 bits=bits,
                 block_size=BLOCK,
-                accuracy_level=4,
+                accuracy_level=self.accuracy_level,
             )
         return self.op("MatMul", [x, self.float_weight(name, np.ascontiguousarray(w.T))], name=name)
 
@@ -284,12 +285,16 @@ def latent_halves(cfg: YoutuConfig) -> tuple[int, int]:
 
 
 def build_graph(
-    cfg: YoutuConfig, weights: dict[str, Weight], precision: str, progress: bool = True
+    cfg: YoutuConfig,
+    weights: dict[str, Weight],
+    precision: str,
+    progress: bool = True,
+    accuracy_level: int = 4,
 ) -> onnx.ModelProto:
     """The decoder ModelProto (genai I/O names) for `weights` (HF names, kv_b as k_b/v_b halves)."""
     from tqdm import tqdm
 
-    b = Builder(fp16=precision == "fp16")
+    b = Builder(fp16=precision == "fp16", accuracy_level=accuracy_level)
     H, dn, dr, dv, r = (
         cfg.num_attention_heads,
         cfg.qk_nope_head_dim,
@@ -450,7 +455,7 @@ def build_graph(
             N=emb.shape[0],
             bits=emb.fmt.bits,
             block_size=BLOCK,
-            accuracy_level=4,
+            accuracy_level=b.accuracy_level,
         )
     elif _is_q(lm):
         b.nodes.append(helper.make_node("Identity", [b.linear(h, "lm_head", lm)], ["logits"]))
@@ -515,23 +520,22 @@ def build_graph(
 
 
 # ---- files --------------------------------------------------------------------------------------
-def genai_config(cfg: YoutuConfig, tokenizer_dir: Path | None = None) -> dict[str, Any]:
-    """onnxruntime-genai config: a generic "decoder" with one kv head of width L/2 (the latent halves)."""
+def genai_config(cfg: YoutuConfig) -> dict[str, Any]:
+    """onnxruntime-genai config: a generic "decoder" with one kv head of width L/2 (the latent halves).
+    Token ids outside the vocabulary (genai rejects them) are dropped; with no eos, genai stops at max_length."""
     half, _ = latent_halves(cfg)
-    eos = cfg.eos_token_id
-    bos = cfg.bos_token_id
-    tc = {}
-    if tokenizer_dir is not None and (tokenizer_dir / "tokenizer_config.json").is_file():
-        try:
-            tc = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            tc = {}
-    eos_list = eos if isinstance(eos, list) else ([] if eos is None else [eos])
-    pad = cfg.pad_token_id if cfg.pad_token_id is not None else (eos_list[0] if eos_list else 0)
+
+    def ok(t: Any) -> bool:
+        return isinstance(t, int) and 0 <= t < cfg.vocab_size
+
+    eos = cfg.eos_token_id if isinstance(cfg.eos_token_id, list) else [cfg.eos_token_id]
+    eos_list = [t for t in eos if ok(t)]
+    bos = cfg.bos_token_id if ok(cfg.bos_token_id) else 0
+    pad = cfg.pad_token_id if ok(cfg.pad_token_id) else (eos_list[0] if eos_list else 0)
     return {
         "model": {
             "type": "decoder",
-            "bos_token_id": bos if bos is not None else 0,
+            "bos_token_id": bos,
             "eos_token_id": eos_list if len(eos_list) != 1 else eos_list[0],
             "pad_token_id": pad,
             "vocab_size": cfg.vocab_size,
@@ -564,7 +568,6 @@ def genai_config(cfg: YoutuConfig, tokenizer_dir: Path | None = None) -> dict[st
             "num_beams": 1,
             "past_present_share_buffer": False,
         },
-        "edgeport": {"chat_template_in": "tokenizer_config.json" if "chat_template" in tc else None},
     }
 
 
@@ -628,16 +631,20 @@ def export_onnx(
     precision: str = "fp32",
     mobile: bool = True,
     progress: bool = True,
+    accuracy_level: int = 4,
 ) -> Path:
-    """Export a float or quantized checkpoint folder to an ONNX folder (model.onnx, genai_config.json,
-    tokenizer files, model.ort + required_operators.config). Returns `out_dir`."""
+    """Export a float or quantized checkpoint folder to an ONNX folder (model.onnx [+ model.onnx.data],
+    genai_config.json, tokenizer files, model.ort + required_operators.config). Returns `out_dir`.
+
+    accuracy_level is MatMulNBits' compute type: 4 (int8 activations, the fast CPU/mobile path) by default;
+    0 computes in fp32 (used by tests to show the integer codes are exactly quant/'s)."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if precision not in PRECISIONS:
         raise EdgeportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if out_dir.resolve() == model_dir.resolve():
         raise EdgeportError("output folder must differ from the checkpoint folder", out_dir)
     cfg, weights = load_weights(model_dir, precision, progress=progress)
-    model = build_graph(cfg, weights, precision, progress=progress)
+    model = build_graph(cfg, weights, precision, progress=progress, accuracy_level=accuracy_level)
     del weights
     init_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
     external = init_bytes > EXTERNAL_DATA_BYTES
@@ -647,7 +654,7 @@ def export_onnx(
         for name in TOKENIZER_FILES:
             if (model_dir / name).is_file():
                 shutil.copyfile(model_dir / name, tmp / name)
-        (tmp / "genai_config.json").write_text(json.dumps(genai_config(cfg, model_dir), indent=2) + "\n")
+        (tmp / "genai_config.json").write_text(json.dumps(genai_config(cfg), indent=2) + "\n")
         if mobile:
             convert_to_ort(tmp)
     return out_dir
