@@ -27,7 +27,7 @@ CELL_META_BYTES = (
 
 
 @contextlib.contextmanager
-def _captured_log() -> Iterator[list[str]]:
+def captured_log() -> Iterator[list[str]]:
     """Collect llama.cpp's log lines (instead of printing them) while loading."""
     import llama_cpp
     from llama_cpp import _logger
@@ -63,7 +63,11 @@ class LlamaCpp(Runtime):
         repack: bool = True,
         n_gpu_layers: int = 0,
         n_ctx: int = 2048,
+        kv_type: str = "f16",
+        flash_attn: bool | None = None,
     ) -> None:
+        """`kv_type` f16 (llama.cpp's default) | f32 | q8_0; `flash_attn` None = llama.cpp's auto. For exact
+        parity with fp32 torch use kv_type="f32", flash_attn=False (the CPU flash-attention path rounds Q to f16)."""
         super().__init__(artifact)
         import llama_cpp as lc
 
@@ -78,7 +82,7 @@ class LlamaCpp(Runtime):
         mp = lc.llama_model_default_params()
         mp.n_gpu_layers = n_gpu_layers
         mp.use_extra_bufts = repack  # CPU weight repacking (e.g. Q4_0 -> interleaved kernels)
-        with _captured_log() as log:
+        with captured_log() as log:
             self.model = lc.llama_model_load_from_file(str(self.artifact).encode(), mp)
             if not self.model:
                 errors = [ln.strip() for ln in log if "error" in ln.lower() or "failed" in ln.lower()]
@@ -89,6 +93,14 @@ class LlamaCpp(Runtime):
             cp.n_ctx = cp.n_batch = n_ctx
             cp.n_ubatch = min(512, n_ctx)
             cp.n_threads = cp.n_threads_batch = threads
+            if flash_attn is not None:
+                fa = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+                cp.flash_attn_type = fa
+            cp.type_k = cp.type_v = {
+                "f16": lc.GGML_TYPE_F16,
+                "f32": lc.GGML_TYPE_F32,
+                "q8_0": lc.GGML_TYPE_Q8_0,
+            }[kv_type]
             self.ctx = lc.llama_init_from_model(self.model, cp)
         self.log = "".join(log)
         if not self.ctx:

@@ -557,8 +557,12 @@ def _export_kquant(folder: Path, out: Path, type: str, progress: bool) -> Path:
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = int(KQUANT_TYPES[type])
         params.nthread = os.cpu_count() or 1
-        rc = llama_cpp.llama_model_quantize(str(f16).encode(), str(dst).encode(), params)
+        from runtimes.llamacpp import captured_log
+
+        with captured_log() as log:
+            rc = llama_cpp.llama_model_quantize(str(f16).encode(), str(dst).encode(), params)
         if rc != 0 or not dst.is_file():
-            raise EdgeportError(f"llama_model_quantize to {type} failed (code {rc})", out)
+            last = [ln.strip() for ln in log if ln.strip()][-1:] or [""]
+            raise EdgeportError(f"llama_model_quantize to {type} failed (code {rc}: {last[0]})", out)
         os.replace(dst, out)
     return out
