@@ -1,0 +1,19 @@
+package dev.edgeport.core;
+
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * One forward pass of the exported decoder graph. On the phone this is an ORT Mobile {@code OrtSession} over
+ * model.ort (app module, OrtDecoderSession); in the host test it is real onnxruntime behind a pipe.
+ */
+public interface DecoderSession extends AutoCloseable {
+    /** Names of the graph inputs (a graph without position_ids does not get one). */
+    Set<String> inputNames();
+
+    /** Run the graph; returns every output by name. */
+    Map<String, Tensor> run(Map<String, Tensor> feeds) throws Exception;
+
+    @Override
+    default void close() throws Exception {}
+}

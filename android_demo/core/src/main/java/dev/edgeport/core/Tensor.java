@@ -1,0 +1,42 @@
+package dev.edgeport.core;
+
+import java.util.Arrays;
+
+/** A dense row-major tensor holding either float32 or int64 values; the currency of {@link DecoderSession}. */
+public final class Tensor {
+    public final long[] shape;
+    public final float[] floats; // set for float32 tensors
+    public final long[] longs; // set for int64 tensors
+
+    private Tensor(long[] shape, float[] floats, long[] longs) {
+        this.shape = shape;
+        this.floats = floats;
+        this.longs = longs;
+        long n = numel(shape);
+        long have = floats != null ? floats.length : longs.length;
+        if (n != have) throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " needs " + n + " values, got " + have);
+    }
+
+    public static Tensor ofFloats(float[] data, long... shape) {
+        return new Tensor(shape, data, null);
+    }
+
+    public static Tensor ofLongs(long[] data, long... shape) {
+        return new Tensor(shape, null, data);
+    }
+
+    public boolean isFloat() {
+        return floats != null;
+    }
+
+    public static long numel(long[] shape) {
+        long n = 1;
+        for (long d : shape) n *= d;
+        return n;
+    }
+
+    @Override
+    public String toString() {
+        return (isFloat() ? "float32" : "int64") + Arrays.toString(shape);
+    }
+}
