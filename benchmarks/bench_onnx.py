@@ -1,0 +1,224 @@
+"""ORT int4 (MatMulNBits, accuracy_level 4) vs llama.cpp Q4_0 on the same quantized weights: prefill and decode
+tok/s side by side (medians), plus ONNX export time and peak RSS.
+
+Models: the embedded default model (quantized q4_0 with RTN), when it is built; and the real Youtu-LLM-2B shape
+with random weights, written directly as a q4_0 quantized checkpoint (random codes and scales chosen per tensor
+by quant's policy, so both exporters pack identical integers; generating 2B float weights and rounding them
+would only cost time).
+
+    python benchmarks/bench_onnx.py [--threads 2] [--prompt 128] [--decode 32] [--repeats 3] [--skip-2b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_random_2b(folder: Path, seed: int = 0, shape: str = "youtu-2b") -> Path:
+    """A q4_0 quantized checkpoint of the Youtu-LLM-2B shape (or another preset) with random codes (docs/QUANT_FORMAT.md)."""
+    from edgeport.checkpoint import expected_shapes
+    from edgeport.model import preset
+    from edgeport.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+    from quant.checkpoint import QuantTensor, write_quantized
+    from quant.policy import choose
+
+    if (folder / "quant_config.json").is_file():
+        return folder
+    src = folder.with_name(folder.name + "-src")
+    src.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(train_tokenizer(["edgeport benchmark text 0123456789 東京 🙂"] * 50, vocab_size=400), src)
+    tok = load_tokenizer(src)
+    cfg = preset(shape, bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, dtype="float32")
+    (src / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    rng = np.random.default_rng(seed)
+    H, dn, dv, r = cfg.num_attention_heads, cfg.qk_nope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank
+    shapes = {}
+    for name, shape in expected_shapes(cfg).items():
+        if name.endswith("kv_b_proj.weight"):
+            p = name[: -len("kv_b_proj.weight")]
+            shapes[p + "k_b"], shapes[p + "v_b"] = (H * r, dn), (H * dv, r)
+        else:
+            shapes[name] = shape
+
+    def tensors():
+        for name, shape in shapes.items():
+            fmt, why = choose(name, shape, "q4_0", cfg.tie_word_embeddings)
+            if fmt == "f32":
+                yield name, np.ones(shape, np.float32), why
+                continue
+            rows, cols = shape
+            if fmt == "q4_0":
+                codes = rng.integers(0, 16, size=shape, dtype=np.uint8)
+            else:
+                codes = rng.integers(-127, 128, size=shape, dtype=np.int8)
+            std = 1.0 if "embed" in name else 0.02  # scale so a random code's value is ~ N(0, std)
+            scale = std / (4.6 if fmt == "q4_0" else 73.0)
+            scales = np.full((rows, cols // 32), scale, np.float16)
+            yield name, QuantTensor(fmt, codes, scales), why
+
+    return write_quantized(folder, src, tensors(), "q4_0", "random")
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def bench_ort(
+    onnx_dir: Path, prompt: list[int], n_decode: int, repeats: int, threads: int
+) -> dict[str, float]:
+    from runtimes.ort import OrtCpu
+
+    rt = OrtCpu(onnx_dir, threads=threads)
+    rt.step(np.asarray([prompt[:8]]), rt.empty_cache())  # warm-up
+    pre, dec = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        logits, cache = rt.step(np.asarray([prompt]), rt.empty_cache())
+        pre.append(len(prompt) / (time.perf_counter() - t))
+        nxt = int(logits[0, -1].argmax())
+        t = time.perf_counter()
+        for _ in range(n_decode):
+            logits, cache = rt.step(np.asarray([[nxt]]), cache)
+            nxt = int(logits[0, -1].argmax())
+        dec.append(n_decode / (time.perf_counter() - t))
+    return {"prefill_tok_s": _median(pre), "decode_tok_s": _median(dec)}
+
+
+def bench_llama(gguf: Path, prompt: list[int], n_decode: int, repeats: int, threads: int) -> dict[str, float]:
+    from runtimes.llamacpp import LlamaCpp
+
+    rt = LlamaCpp(gguf, n_threads=threads, n_ctx=max(512, len(prompt) + n_decode + 8))
+    rt._clear()
+    rt._decode(prompt[:8], 0, all_logits=False)  # warm-up
+    pre, dec = [], []
+    for _ in range(repeats):
+        rt._clear()
+        t = time.perf_counter()
+        rt._decode(prompt, 0, all_logits=False)
+        pre.append(len(prompt) / (time.perf_counter() - t))
+        pos = len(prompt)
+        nxt = int(rt._row(-1).argmax())
+        t = time.perf_counter()
+        for _ in range(n_decode):
+            rt._decode([nxt], pos, all_logits=False)
+            nxt = int(rt._row(-1).argmax())
+            pos += 1
+        dec.append(n_decode / (time.perf_counter() - t))
+    rt.close()
+    return {"prefill_tok_s": _median(pre), "decode_tok_s": _median(dec)}
+
+
+def timed_export(qdir: Path, out: Path) -> dict[str, float]:
+    """ONNX int4 export (with the .ort conversion) in a child process: wall seconds and peak RSS."""
+    code = (
+        "import resource, sys, time; from edgeport.export.onnx import export_onnx; t = time.time(); "
+        f"export_onnx({str(qdir)!r}, {str(out)!r}, 'int4', progress=False); "
+        "print(time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr.strip().splitlines()[-1])
+    secs, rss_kib = res.stdout.split()[-2:]
+    return {"export_s": float(secs), "export_peak_rss_gib": int(rss_kib) / 2**20}
+
+
+def run_model(label: str, qdir: Path, work: Path, args: argparse.Namespace) -> dict:
+    from edgeport.checkpoint import folder_size, load_config
+    from edgeport.export.gguf import export_gguf
+
+    print(f"== {label}: {qdir}", flush=True)
+    onnx_dir = work / f"{label}-onnx-int4"
+    exp = timed_export(qdir, onnx_dir)
+    print(
+        f"   onnx export {exp['export_s']:.1f} s, peak RSS {exp['export_peak_rss_gib']:.2f} GiB", flush=True
+    )
+    gguf = work / f"{label}-q4_0.gguf"
+    t = time.time()
+    export_gguf(qdir, gguf, "q4_0")
+    gguf_s = time.time() - t
+    vocab = load_config(qdir).vocab_size
+    rng = np.random.default_rng(1)
+    prompt = rng.integers(10, min(vocab, 400), size=args.prompt).tolist()
+    ort = bench_ort(onnx_dir, prompt, args.decode, args.repeats, args.threads)
+    llama = bench_llama(gguf, prompt, args.decode, args.repeats, args.threads)
+    row = {
+        "model": label,
+        **exp,
+        "gguf_export_s": gguf_s,
+        "onnx_mib": (onnx_dir / "model.onnx").stat().st_size / 2**20
+        + (
+            (onnx_dir / "model.onnx.data").stat().st_size / 2**20
+            if (onnx_dir / "model.onnx.data").exists()
+            else 0
+        ),
+        "ort_mib": (onnx_dir / "model.ort").stat().st_size / 2**20
+        if (onnx_dir / "model.ort").exists()
+        else 0,
+        "gguf_mib": gguf.stat().st_size / 2**20,
+        "quantized_ckpt_mib": folder_size(qdir) / 2**20,
+        "ort": ort,
+        "llama": llama,
+    }
+    print(
+        f"   {'':10s} {'prefill tok/s':>14s} {'decode tok/s':>13s}\n"
+        f"   {'ORT int4':10s} {ort['prefill_tok_s']:14.1f} {ort['decode_tok_s']:13.2f}\n"
+        f"   {'llama Q4_0':10s} {llama['prefill_tok_s']:14.1f} {llama['decode_tok_s']:13.2f}\n"
+        f"   ratio ORT/llama: prefill {ort['prefill_tok_s'] / llama['prefill_tok_s']:.2f}x, "
+        f"decode {ort['decode_tok_s'] / llama['decode_tok_s']:.2f}x",
+        flush=True,
+    )
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--decode", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-2b", action="store_true")
+    ap.add_argument("--shape", default="youtu-2b", help="Preset of the random model (tiny for a smoke run).")
+    ap.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temp folder).")
+    ap.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="edgeport-bench-onnx-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(
+        f"threads={args.threads} prompt={args.prompt} decode={args.decode} repeats={args.repeats} work={work}"
+    )
+    rows = []
+    try:
+        from edgeport.default_model import default_model_path
+        from edgeport.quantize import quantize_checkpoint
+
+        default = default_model_path()
+        qdir = work / "default-q4_0"
+        if not qdir.exists():
+            quantize_checkpoint(default, qdir, scheme="q4_0", method="rtn", progress=False)
+        rows.append(run_model("default", qdir, work, args))
+    except Exception as e:  # noqa: BLE001 - the default model may not be built yet
+        print(f"== default model skipped: {e}")
+    if not args.skip_2b:
+        t = time.time()
+        qdir = make_random_2b(work / f"{args.shape}-random-q4_0", shape=args.shape)
+        print(f"({args.shape} random q4_0 checkpoint ready in {time.time() - t:.0f} s)")
+        rows.append(run_model(args.shape, qdir, work, args))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
