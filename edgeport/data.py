@@ -611,11 +611,20 @@ def encode_example(tok: Any, item: Any, mode: str = "text") -> Example:
         raise EdgeportError(f"mode must be 'text', 'sft' or 'trajectory', got {mode!r}")
     ids: list[int] = []
     mask: list[bool] = []
-    for prompt, target in turn_examples(*_messages_tools(item)):
-        p, t = tok.encode(prompt), tok.encode(target)
+    turns = turn_examples(*_messages_tools(item))
+    enc = _encode_many(tok, [s for turn in turns for s in turn])
+    for p, t in zip(enc[::2], enc[1::2], strict=True):
         ids += p + t
         mask += [False] * len(p) + [True] * len(t)
     return ids, mask
+
+
+def _encode_many(tok: Any, texts: list[str]) -> list[list[int]]:
+    """tok.encode over a list (the Rust batch encoder when the tokenizer exposes it; same ids)."""
+    hf = getattr(tok, "hf", None)
+    if hf is not None and hasattr(hf, "encode_batch"):
+        return [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
+    return [tok.encode(t) for t in texts]
 
 
 def pack(examples: Iterable[Example], seq_len: int, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -661,11 +670,6 @@ def pack(examples: Iterable[Example], seq_len: int, eos_id: int) -> tuple[torch.
     return torch.tensor(ids_rows, dtype=torch.int64), torch.tensor(mask_rows, dtype=torch.bool)
 
 
-def _chunks(ex: Example, n: int) -> list[Example]:
-    ids, mask = ex
-    return [(ids[i : i + n], mask[i : i + n]) for i in range(0, len(ids), n)]
-
-
 def mixture(
     tok: Any,
     texts: Sequence[str],
@@ -681,14 +685,17 @@ def mixture(
       text is about `text_fraction` of the tokens;
     - "sft": trajectories only, loss on assistant targets.
     `episodes` may hold Episodes or {"messages", "tools"?} dicts (e.g. from `load_text_file`). Examples are
-    shuffled with `seed` before packing; text is cut in row-sized chunks so it packs without padding.
+    shuffled with `seed` before packing; the text (documents in shuffled order) is one stream cut into rows.
     """
     rng = random.Random(seed)
-    text_ex = [c for t in texts if t.strip() for c in _chunks(encode_example(tok, t, "text"), seq_len + 1)]
+    docs = [encode_example(tok, t, "text") for t in texts if t.strip()]
+    rng.shuffle(docs)
+    stream_i = [t for ids, _ in docs for t in ids]
+    stream_m = [k for _, mk in docs for k in mk]
+    row = seq_len + 1  # the text stream cut into full rows: no padding, and each chunk fills one row
+    pre = [(stream_i[i : i + row], stream_m[i : i + row]) for i in range(0, len(stream_i), row)]
     traj_ex = [encode_example(tok, e, "sft") for e in episodes]
     n_traj = sum(len(i) for i, _ in traj_ex)
-    pre = list(text_ex)
-    rng.shuffle(pre)
     want = int(n_traj * text_fraction / max(1e-9, 1 - text_fraction))
     mid_text, n = [], 0
     for ex in pre:
