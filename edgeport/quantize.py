@@ -10,7 +10,6 @@ gptq  layer by layer on calibration text: run the (already quantized) layers bef
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,51 +32,14 @@ Item = tuple[str, QuantTensor | np.ndarray, str]
 
 
 # ---- calibration data ----------------------------------------------------------------------------------
-def _builtin_text(split: str) -> list[str]:
-    """edgeport.data.builtin_text(split) when it exists, else Python's own pydoc topics (half per split)."""
-    try:
-        from edgeport import data
-
-        text = data.builtin_text(split)
-        return [text] if isinstance(text, str) else list(text)
-    except Exception:  # data module absent / without builtin_text: fall back to stdlib text
-        from pydoc_data.topics import topics
-
-        keys = sorted(topics)
-        half = keys[: len(keys) // 2] if split == "train" else keys[len(keys) // 2 :]
-        return [topics[k] for k in half]
-
-
 def load_calib_file(path: str | Path) -> list[str]:
-    """Documents of a .txt file (the whole text) or a .jsonl file ({"text"} or {"messages": [{"content"}]})."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeportError("calibration file not found", path)
-    if path.suffix not in (".txt", ".jsonl"):
-        raise EdgeportError("calibration file must be .txt or .jsonl", path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise EdgeportError("calibration file is not UTF-8 text", path) from None
-    if path.suffix == ".txt":
-        docs = [raw]
-    else:
-        docs = []
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EdgeportError(f"line {n}: invalid JSON ({e.msg})", path) from None
-            if isinstance(obj, dict) and isinstance(obj.get("text"), str):
-                docs.append(obj["text"])
-            elif isinstance(obj, dict) and isinstance(obj.get("messages"), list):
-                docs.append(
-                    "\n".join(str(m.get("content", "")) for m in obj["messages"] if isinstance(m, dict))
-                )
-            else:
-                raise EdgeportError(f'line {n}: expected an object with "text" or "messages"', path)
+    """Documents of a .txt file (paragraphs) or .jsonl file ({"text"}, or {"messages", "tools"} rendered with
+    the chat template, i.e. exactly the text the model sees), read with edgeport.data's loader."""
+    from edgeport import chat, data
+
+    docs = [
+        d if isinstance(d, str) else chat.render(d["messages"], d["tools"]) for d in data.load_text_file(path)
+    ]
     if not any(d.strip() for d in docs):
         raise EdgeportError("calibration file has no text", path)
     return docs
@@ -103,9 +65,11 @@ def encode_docs(model_dir: str | Path, docs: list[str], cfg: YoutuConfig) -> lis
 def calibration_ids(
     model_dir: str | Path, calib: str | Path | None, n_tokens: int, seq_len: int = 256, split: str = "train"
 ) -> torch.Tensor:
-    """[n_seq, seq_len] token ids: about n_tokens of the calibration file (or the built-in text)."""
+    """[n_seq, seq_len] token ids: about n_tokens of the calibration file (or the built-in text's split)."""
+    from edgeport import data
+
     cfg = load_config(model_dir)
-    docs = load_calib_file(calib) if calib is not None else _builtin_text(split)
+    docs = load_calib_file(calib) if calib is not None else data.builtin_text(split)
     ids = encode_docs(model_dir, docs, cfg)
     seq_len = max(1, min(seq_len, cfg.max_position_embeddings, len(ids)))
     n_seq = max(1, min(n_tokens // seq_len, len(ids) // seq_len))

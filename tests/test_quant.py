@@ -340,7 +340,7 @@ def test_gptq_checkpoint_lowers_kl_and_handles_untied(ckpts: dict[str, Path], tm
     for src_name in ("block", "untied"):
         src = ckpts[src_name]
         model = load_model(src)
-        ids = calibration_ids(src, None, 512, seq_len=128, split="eval")  # held-out half of the built-in text
+        ids = calibration_ids(src, None, 512, seq_len=128, split="eval")  # the built-in text's held-out split
         with torch.no_grad():
             ref = model(ids)
         for method in ("rtn", "gptq"):
@@ -413,7 +413,7 @@ def test_bad_inputs_are_one_line_errors(ckpts: dict[str, Path], tmp_path: Path) 
         (["quantize", str(tmp_path / "missing"), "--out", str(tmp_path / "o3")], "not a folder"),
         (
             ["quantize", str(src), "--method", "gptq", "--calib", str(bad), "--out", str(tmp_path / "o4")],
-            "line 2",
+            "bad.jsonl:2",
         ),
         (
             [
