@@ -1,0 +1,65 @@
+package dev.edgeport.demo;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import dev.edgeport.core.DecoderSession;
+import dev.edgeport.core.Tensor;
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Set;
+
+/** {@link DecoderSession} over ORT Mobile (onnxruntime-android): one OrtSession on model.ort, CPU EP. */
+final class OrtDecoderSession implements DecoderSession {
+    private final OrtEnvironment env = OrtEnvironment.getEnvironment();
+    private final OrtSession session;
+
+    /** From a file (the adb-push route) or, if {@code bytes} is given, from the model's bytes (the asset route). */
+    OrtDecoderSession(String path, byte[] bytes, int threads) throws OrtException {
+        OrtSession.SessionOptions opts = new OrtSession.SessionOptions();
+        opts.setIntraOpNumThreads(threads);
+        boolean ort = (path != null && path.endsWith(".ort")) || bytes != null;
+        if (ort) opts.addConfigEntry("session.load_model_format", "ORT");
+        session = bytes != null ? env.createSession(bytes, opts) : env.createSession(path, opts);
+    }
+
+    @Override
+    public Set<String> inputNames() {
+        return session.getInputNames();
+    }
+
+    @Override
+    public Map<String, Tensor> run(Map<String, Tensor> feeds) throws OrtException {
+        Map<String, OnnxTensor> in = new HashMap<>();
+        try {
+            for (Map.Entry<String, Tensor> e : feeds.entrySet()) {
+                Tensor t = e.getValue();
+                in.put(e.getKey(), t.isFloat()
+                        ? OnnxTensor.createTensor(env, FloatBuffer.wrap(t.floats), t.shape)
+                        : OnnxTensor.createTensor(env, LongBuffer.wrap(t.longs), t.shape));
+            }
+            Map<String, Tensor> out = new HashMap<>();
+            try (OrtSession.Result result = session.run(in)) {
+                for (Map.Entry<String, OnnxValue> e : result) {
+                    OnnxTensor v = (OnnxTensor) e.getValue();
+                    FloatBuffer fb = v.getFloatBuffer();
+                    float[] f = new float[fb.remaining()];
+                    fb.get(f);
+                    out.put(e.getKey(), Tensor.ofFloats(f, v.getInfo().getShape()));
+                }
+            }
+            return out;
+        } finally {
+            for (OnnxTensor t : in.values()) t.close();
+        }
+    }
+
+    @Override
+    public void close() throws OrtException {
+        session.close();
+    }
+}

@@ -1,0 +1,5 @@
+package ai.onnxruntime;
+
+public class TensorInfo {
+    public long[] getShape() { return new long[0]; }
+}
