@@ -627,46 +627,50 @@ def _encode_many(tok: Any, texts: list[str]) -> list[list[int]]:
     return [tok.encode(t) for t in texts]
 
 
-def pack(examples: Iterable[Example], seq_len: int, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pack(
+    examples: Iterable[Example], seq_len: int, eos_id: int, window: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed-length rows of seq_len + 1 tokens: (input_ids int64 [N, seq_len+1], loss_mask bool [N, seq_len+1]).
 
-    Examples are laid end to end in order. One that fits in a row never straddles two rows (the row is closed
-    and padded with `eos_id`, mask False, first); a longer one flows across rows. Deterministic, no shuffling.
+    Each example is cut into units wherever its mask goes from True to False (in an "sft" example that is where
+    one assistant target ends and the next turn's prompt begins, so a unit is one prompt + its target; a text
+    example is one unit). A unit that fits in a row is placed whole, first-fit into the `window` most recent
+    open rows, so no target loses its prompt; a longer unit is cut into row-sized pieces. Rows are padded with
+    `eos_id` (mask False). Deterministic: same input, same rows.
     """
     if seq_len < 1:
         raise EdgeportError(f"seq_len must be >= 1, got {seq_len}")
     row = seq_len + 1
-    ids_rows: list[list[int]] = []
-    mask_rows: list[list[bool]] = []
-    cur_i: list[int] = []
-    cur_m: list[bool] = []
+    done: list[tuple[list[int], list[bool]]] = []
+    open_rows: list[tuple[list[int], list[bool]]] = []
 
-    def close() -> None:
-        nonlocal cur_i, cur_m
-        if cur_i:
-            pad = row - len(cur_i)
-            ids_rows.append(cur_i + [eos_id] * pad)
-            mask_rows.append(cur_m + [False] * pad)
-        cur_i, cur_m = [], []
+    def place(ids: list[int], mask: list[bool]) -> None:
+        for r in open_rows:
+            if len(r[0]) + len(ids) <= row:
+                r[0].extend(ids)
+                r[1].extend(mask)
+                break
+        else:
+            open_rows.append((ids, mask))
+        for r in [r for r in open_rows if len(r[0]) == row]:
+            open_rows.remove(r)
+            done.append(r)
+        while len(open_rows) > window:
+            done.append(open_rows.pop(0))
 
-    for ids, mask in examples:
-        if len(ids) != len(mask):
-            raise ValueError(f"ids and mask lengths differ ({len(ids)} vs {len(mask)})")
-        if not ids:
-            continue
-        if len(ids) <= row and len(cur_i) + len(ids) > row:
-            close()
-        ids, mask = list(ids), list(mask)
-        while ids:
-            take = row - len(cur_i)
-            cur_i += ids[:take]
-            cur_m += [bool(x) for x in mask[:take]]
-            ids, mask = ids[take:], mask[take:]
-            if len(cur_i) == row:
-                close()
-    close()
-    if not ids_rows:
+    for ex_ids, ex_mask in examples:
+        if len(ex_ids) != len(ex_mask):
+            raise ValueError(f"ids and mask lengths differ ({len(ex_ids)} vs {len(ex_mask)})")
+        ex_ids, ex_mask = [int(t) for t in ex_ids], [bool(k) for k in ex_mask]
+        cuts = [0] + [t for t in range(1, len(ex_ids)) if ex_mask[t - 1] and not ex_mask[t]] + [len(ex_ids)]
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            for c in range(a, b, row):  # one piece unless the unit is longer than a row
+                place(ex_ids[c : min(b, c + row)], ex_mask[c : min(b, c + row)])
+    done.extend(open_rows)
+    if not done:
         return torch.zeros((0, row), dtype=torch.int64), torch.zeros((0, row), dtype=torch.bool)
+    ids_rows = [i + [eos_id] * (row - len(i)) for i, _ in done]
+    mask_rows = [m + [False] * (row - len(m)) for _, m in done]
     return torch.tensor(ids_rows, dtype=torch.int64), torch.tensor(mask_rows, dtype=torch.bool)
 
 

@@ -219,27 +219,34 @@ def test_loss_mask_covers_exactly_assistant_tokens(tok, train_eps: list[D.Episod
 # ------------------------------------------------------------------ packing and mixtures
 def test_pack_shapes_and_content() -> None:
     rng = random.Random(3)
-    exs = []
-    for _ in range(40):
-        n = rng.choice([3, 7, 11, 30])  # 30 > a row: must flow across rows
-        ids = [rng.randrange(1, 100) for _ in range(n)]
-        exs.append((ids, [rng.random() < 0.5 for _ in ids]))
+    exs, units = [], []
+    for _ in range(40):  # examples of 1-3 (prompt, target) units, like a multi-turn "sft" example
+        ids: list[int] = []
+        mask: list[bool] = []
+        for _ in range(rng.randint(1, 3)):
+            p, t = rng.choice([1, 3, 6, 25]), rng.choice([1, 2, 4])  # 25 > a row: must flow across rows
+            u = [rng.randrange(1, 100) for _ in range(p + t)]
+            units.append(u)
+            ids += u
+            mask += [False] * p + [True] * t
+        exs.append((ids, mask))
     L, eos = 15, 0
     x, m = D.pack(exs, L, eos)
     assert x.dtype == torch.int64 and m.dtype == torch.bool and x.shape == m.shape and x.shape[1] == L + 1
-    assert (x[~m] >= 0).all()
-    flat_x = x.flatten().tolist()
-    flat_m = m.flatten().tolist()
-    real = [(t, k) for t, k in zip(flat_x, flat_m, strict=True) if t != eos]  # ids are >= 1, pad is 0
-    assert real == [(t, k) for ids, mk in exs for t, k in zip(ids, mk, strict=True)]
-    assert all(not k for t, k in zip(flat_x, flat_m, strict=True) if t == eos)  # padding never trains
-    rows = [r for r in x.tolist()]
-    for ids, _ in exs:  # an example that fits a row lies inside one row
-        if len(ids) <= L + 1:
-            assert any(ids == r[i : i + len(ids)] for r in rows for i in range(L + 2 - len(ids)))
+    flat = list(zip(x.flatten().tolist(), m.flatten().tolist(), strict=True))
+    real = [(t, k) for t, k in flat if t != eos]  # ids are >= 1, pad is 0
+    assert sorted(real) == sorted((t, k) for ids, mk in exs for t, k in zip(ids, mk, strict=True))  # all kept
+    assert all(not k for t, k in flat if t == eos)  # padding never trains
+    rows = x.tolist()
+    for u in units:  # a prompt + target that fits a row lies inside one row: no target loses its prompt
+        if len(u) <= L + 1:
+            assert any(u == r[i : i + len(u)] for r in rows for i in range(L + 2 - len(u))), u
+    assert float((x == eos).float().mean()) < 0.25  # first-fit keeps padding low
     x2, m2 = D.pack(exs, L, eos)
     assert torch.equal(x, x2) and torch.equal(m, m2)
     assert D.pack([], L, eos)[0].shape == (0, L + 1)
+    with pytest.raises(ValueError):
+        D.pack([([1, 2], [True])], L, eos)
 
 
 def test_mixture_stages(tok, train_eps: list[D.Episode]) -> None:
@@ -253,6 +260,15 @@ def test_mixture_stages(tok, train_eps: list[D.Episode]) -> None:
     assert frac["pretrain"] > 0.9  # text: loss on (almost) every token
     assert 0 < frac["sft"] < 0.5  # trajectories: assistant tokens only
     assert frac["sft"] < frac["midtrain"] < frac["pretrain"]
+    longest = max(
+        len(tok.encode(p + g)) for e in train_eps[:30] for p, g in D.turn_examples(e.messages, e.tools)
+    )
+    x, m = D.mixture(tok, texts, train_eps[:30], seq_len=longest, seed=0)["sft"]
+    for r, k in zip(x.tolist(), m.tolist(), strict=True):  # every target has its whole prompt in its row
+        for t in range(1, len(r)):
+            if k[t] and not k[t - 1]:
+                start = t - 1 - r[:t][::-1].index(tok.bos_id)
+                assert tok.decode(r[start:t]).endswith(chat.ASSISTANT + chat.EMPTY_THINK)
     again = D.mixture(tok, texts, train_eps[:30], seq_len=64, seed=0)
     assert all(torch.equal(out[k][0], again[k][0]) for k in out)
 
