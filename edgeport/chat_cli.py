@@ -192,57 +192,51 @@ def ort_step(folder: Path, cfg: dict) -> StepFn:
     return step
 
 
-class _LlamaTokenizer:
+class _GgufTokenizer:
     """The GGUF's own tokenizer through llama.cpp (used when no tokenizer.json sits next to the .gguf)."""
 
-    def __init__(self, llm: Any) -> None:
-        self.llm = llm
-        self.eos_id = int(llm.token_eos())
+    def __init__(self, rt: Any) -> None:
+        self.rt, self.lc = rt, rt.lc
+        self.eos_id = int(self.lc.llama_vocab_eos(rt.vocab))
 
     def encode(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode(), add_bos=False, special=True)
+        return self.rt.tokenize(text)  # special tokens parsed, no BOS added
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.llm.detokenize(list(ids), special=True).decode("utf-8", errors="replace")
+        import ctypes
+
+        out = b""
+        buf = ctypes.create_string_buffer(256)
+        for t in ids:
+            n = self.lc.llama_token_to_piece(self.rt.vocab, int(t), buf, len(buf), 0, True)
+            out += buf.raw[: max(n, 0)]
+        return out.decode("utf-8", errors="replace")
 
 
 def _llamacpp_engine(path: Path) -> Engine:
+    """llama.cpp through runtimes.llamacpp (f32 latent cache: 576 floats/token/layer for Youtu-2B, so cheap)."""
     from runtimes.llamacpp import LlamaCpp
 
-    gguf = path if path.is_file() else sorted(path.glob("*.gguf"))[0]
-    rt = LlamaCpp(gguf)
-    llm = _llama_object(rt)
-    if (gguf.parent / "tokenizer.json").is_file():
-        tokenizer = _load_tokenizer(gguf.parent)
-    elif llm is not None:
-        tokenizer = _LlamaTokenizer(llm)
-    else:
-        raise EdgeportError("no tokenizer.json next to the .gguf", gguf)
+    if path.is_dir():
+        path = sorted(path.glob("*.gguf"))[0]
+    rt = LlamaCpp(path, kv_type="f32", flash_attn=False)
+    tokenizer = (
+        _load_tokenizer(path.parent) if (path.parent / "tokenizer.json").is_file() else _GgufTokenizer(rt)
+    )
 
     def step(ids: list[int], max_new_tokens: int, stop_ids: Sequence[int]) -> Iterator[int]:
-        if hasattr(rt, "stream"):
-            yield from rt.stream(ids, max_new_tokens, stop_ids)
-        elif (
-            llm is not None
-        ):  # llama.cpp's own token loop: temp 0 is greedy; reset=True reuses a shared prefix
-            for i, t in enumerate(llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)):
-                yield int(t)
-                if int(t) in stop_ids or i == max_new_tokens - 1:
-                    return
-        else:
-            yield from rt.generate(ids, max_new_tokens, stop_ids)
+        if len(ids) + max_new_tokens > rt.n_ctx:
+            max_new_tokens = rt.n_ctx - len(ids)
+        rt._clear()  # the adapter's own prefill/decode steps, one token at a time so the chat can stream
+        rt._decode(ids, 0, all_logits=False)
+        for i in range(max_new_tokens):
+            nxt = int(rt._row(-1).argmax())
+            yield nxt
+            if nxt in stop_ids or i == max_new_tokens - 1:
+                return
+            rt._decode([nxt], len(ids) + i, all_logits=False)
 
-    context = int(llm.n_ctx()) if llm is not None else 4096
-    return Engine("llamacpp", tokenizer, step, context, getattr(rt, "close", lambda: None))
-
-
-def _llama_object(rt: Any) -> Any:
-    """The llama_cpp.Llama inside the adapter, whatever attribute holds it."""
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        return None
-    return next((v for v in vars(rt).values() if isinstance(v, Llama)), None)
+    return Engine("llamacpp", tokenizer, step, rt.n_ctx, rt.close)
 
 
 # ---------------------------------------------------------------- the conversation
