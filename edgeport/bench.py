@@ -102,21 +102,22 @@ def _itemsize(onnx_type: int) -> int:
     return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(onnx_type)).itemsize
 
 
-def byte_figures(t: Target, rt, cfg) -> tuple[int | None, int | None]:
-    """(weight bytes per decoded token, KV-cache bytes per token) for one target."""
-    for attr in ("weight_bytes_per_token", "kv_bytes_per_token"):
-        if not callable(getattr(rt, attr, None)):
-            break
-    else:
-        return rt.weight_bytes_per_token(), rt.kv_bytes_per_token()
+def byte_figures(t: Target, rt) -> tuple[int | None, int | None]:
+    """(weight bytes read per decoded token, KV-cache bytes per token) for one target.
+
+    torch reports both itself; llama.cpp measures its own cache (state size per token); ONNX figures come from
+    the graph (initializers; `present.*` output widths)."""
+    kv = getattr(rt, "kv_bytes_per_token", None)
+    kv = kv() if callable(kv) else None
+    weights = getattr(rt, "weight_bytes_per_token", None)
+    weights = weights() if callable(weights) else None
     a = t.artifact
-    if a.kind == "gguf":
-        kv = getattr(rt, "kv_bytes_per_token", None)
-        # llama.cpp caches the MLA latent (kv_lora_rank + rope dims) per layer in f16 (V-less since PR #19067)
-        return gguf_weight_bytes(a.path), kv() if callable(kv) else cfg.kv_bytes_per_token(2)["latent"]
+    if weights is None and a.kind == "gguf":
+        weights = gguf_weight_bytes(a.path)
     if a.kind == "onnx":
-        return onnx_bytes(a.path)
-    return None, None
+        w, k = onnx_bytes(a.path)
+        weights, kv = weights or w, kv or k
+    return weights, kv
 
 
 def artifact_bytes(t: Target) -> int:
@@ -138,6 +139,13 @@ def artifact_bytes(t: Target) -> int:
 
 # ---- one target, in its own process ---------------------------------------------------------------------
 def _peak_rss() -> int:
+    """Peak resident bytes of this process. On Linux VmHWM (ru_maxrss survives exec, so a spawned child would
+    report its parent's peak); elsewhere ru_maxrss (bytes on macOS)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -151,14 +159,12 @@ def bench_one(
     import torch
 
     torch.set_num_threads(threads)
-    from edgeport.checkpoint import load_config
-
     t = Target(pair, artifact)
     t0 = time.perf_counter()
-    rt = t.build()
+    rt = t.build(threads)
     load_s = time.perf_counter() - t0
     rt.generate(prompt[:8], 2, ())  # warm up
-    prefill, first, full = [], [], []
+    prefill, first, decode = [], [], []
     for _ in range(repeats):
         s = time.perf_counter()
         rt.logits(prompt)
@@ -168,20 +174,18 @@ def bench_one(
         first.append(time.perf_counter() - s)
         s = time.perf_counter()
         out = rt.generate(prompt, new_tokens, ())
-        full.append(time.perf_counter() - s)
-    cfg_dir = artifact.path if artifact.kind in ("checkpoint", "quantized", "onnx") else None
-    cfg = load_config(cfg_dir) if cfg_dir is not None and (cfg_dir / "config.json").is_file() else None
-    weights, kv = byte_figures(t, rt, cfg)
+        decode.append(
+            (time.perf_counter() - s - first[-1]) / max(len(out) - 1, 1)
+        )  # per token after the first
+    weights, kv = byte_figures(t, rt)
     rt.close()
-    n = len(out)
-    ttft = statistics.median(first)
-    decode_s = statistics.median(full) - ttft
+    per_token = statistics.median(decode)
     return {
         "load_s": load_s,
         "prefill_tok_s": len(prompt) / statistics.median(prefill),
-        "ttft_ms": 1e3 * ttft,
-        "decode_tok_s": (n - 1) / decode_s if n > 1 and decode_s > 0 else None,
-        "decoded": n,
+        "ttft_ms": 1e3 * statistics.median(first),
+        "decode_tok_s": 1 / per_token if len(out) > 1 and per_token > 0 else None,
+        "decoded": len(out),
         "peak_rss_mib": _peak_rss() / 2**20,
         "weight_bytes_per_token": weights,
         "kv_bytes_per_token": kv,
@@ -201,14 +205,14 @@ def bench(
     """Benchmark an export folder; writes DIR/bench.json and returns it."""
     from rich.progress import Progress
 
-    from edgeport.validate import Inputs, artifacts, load_manifest, reference_checkpoint
+    from edgeport.validate import Inputs, artifacts, load_manifest, reference_checkpoint, runtime_threads
 
     folder = Path(folder)
     manifest = load_manifest(folder)
     arts = artifacts(folder, manifest)
     checkpoint = reference_checkpoint(folder, arts)
     prompt = Inputs(checkpoint, prompt_tokens, 0, 0).ids
-    threads = threads or min(4, os.cpu_count() or 1)
+    threads = threads or runtime_threads(checkpoint) or min(4, os.cpu_count() or 1)
     from edgeport.checkpoint import load_config
 
     cfg = load_config(checkpoint)

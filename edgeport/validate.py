@@ -9,10 +9,12 @@ artifact, makes the report fail. Writes report.json, report.md and report.png ne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from runtimes.registry import PAIRS, REFERENCE, Artifact, Target, default_skip, 
 MANIFEST = "manifest.json"
 FORMAT = "edgeport-export"
 GREEDY_TOKENS = 32
+SMALL_MODEL_BYTES = 256 * 2**20
 PROMPT_TOKENS = 16
 
 
@@ -71,6 +74,9 @@ TOKENIZER_TEXTS = [
     'Emoji 🙂🚀✨ {"name": "calc", "arguments": {"expr": "3*7"}}',
     "  leading spaces,\ttabs\r\nand   runs of   spaces  ",
     "naïve café résumé — “quotes” ‘and’ … ellipses",
+    # chat markup: control tokens must parse as single special tokens in both tokenizers
+    "<|begin_of_text|><|User|>What is 3*7?<|Assistant|><think>\n\n</think>\n\n"
+    '<tool_call>{"name": "calc", "arguments": {"expr": "3*7"}}</tool_call><|end_of_text|>',
 ]
 
 
@@ -208,12 +214,34 @@ def heldout_ids(tok, n: int) -> list[int]:
     """The first n ids of edgeport's built-in held-out text (repeated if it is shorter)."""
     from edgeport.data import builtin_text
 
-    ids = tok.encode(builtin_text("heldout"), add_special_tokens=False).ids
+    ids = tok.encode("\n\n".join(builtin_text("heldout")), add_special_tokens=False).ids
     if not ids:
         raise EdgeportError("the built-in held-out text tokenizes to nothing")
     while len(ids) < n:
         ids = ids + ids
     return ids[:n]
+
+
+def runtime_threads(checkpoint: Path) -> int | None:
+    """1 for small models, whose decode is per-op overhead that more threads only add to (on a busy 2-core
+    machine a 2-layer model decoded 10-20x slower with 2 threads than with 1, in torch and llama.cpp alike);
+    None (each runtime's default) otherwise."""
+    from edgeport.checkpoint import folder_size
+
+    return 1 if folder_size(checkpoint) < SMALL_MODEL_BYTES else None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def agent_success(rt, inputs: Inputs) -> float | None:
@@ -280,7 +308,8 @@ def validate(
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, disable=not progress, transient=True) as bar:
+    threads = runtime_threads(checkpoint)
+    with torch_threads(threads), Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task("torch fp32 reference", total=len(todo) + 1)
         ref_target = Target(REFERENCE, next(a for a in arts if a.path == checkpoint))
         ref_rt = ref_target.build()
@@ -297,7 +326,7 @@ def validate(
                 bar.advance(task)
                 continue
             try:
-                rt = t.build()
+                rt = t.build(threads)
                 try:
                     got = measure(rt, inputs, ref)
                     if t.runtime == "torch-dequant":

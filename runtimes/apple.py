@@ -3,21 +3,19 @@
 Both need macOS on Apple silicon; elsewhere `available()` says so and validate/bench list them as skipped.
 The Metal adapter's CPU twin (`LlamaCppCpuRef`) turns op offload off, so with n_gpu_layers=0 no matmul is sent to
 Metal behind our back (mobile.md section 4): the pair measures Metal drift against llama.cpp's own CPU path.
+Both pin flash attention off (llama.cpp's default is auto). The runtime libraries load only when an adapter is
+built, so this module imports anywhere.
 """
 
 from __future__ import annotations
 
 import platform
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from runtimes.base import Runtime
-
-# Both sides pin flash attention off (llama-cpp-python's default; llama.cpp's CLI defaults to auto).
-LLAMA_KW = dict(flash_attn=False, op_offload=False, offload_kqv=False)
+from edgeport.errors import EdgeportError
+from runtimes.llamacpp import LlamaCpp
+from runtimes.ort import OrtCpu
 
 
 def apple_silicon() -> tuple[bool, str]:
@@ -26,31 +24,8 @@ def apple_silicon() -> tuple[bool, str]:
     return True, ""
 
 
-class _Delegate(Runtime):
-    """Forwards the Runtime interface to an inner adapter built by a subclass."""
-
-    inner: Runtime
-
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        return self.inner.logits(ids)
-
-    def generate(self, ids: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[int]:
-        return self.inner.generate(ids, max_new_tokens, stop_ids)
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.inner.tokenize(text)
-
-    def __getattr__(self, name: str):  # kv/weight byte figures and the like come from the inner adapter
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-class LlamaCppMetal(_Delegate):
-    """A GGUF on llama.cpp's Metal backend, all layers offloaded."""
+class LlamaCppMetal(LlamaCpp):
+    """A GGUF on llama.cpp's Metal backend: every layer offloaded, flash attention pinned off."""
 
     name = "llama.cpp-metal"
 
@@ -67,15 +42,16 @@ class LlamaCppMetal(_Delegate):
             return False, "this llama-cpp-python build has no Metal (reinstall it from source on the Mac)"
         return True, ""
 
-    def __init__(self, path: str | Path) -> None:
-        from runtimes.llamacpp import LlamaCpp
-
-        super().__init__(path)
-        self.inner = LlamaCpp(path, n_gpu_layers=-1, flash_attn=False)
+    def __init__(self, path: str | Path, n_ctx: int = 2048) -> None:
+        super().__init__(path, n_gpu_layers=-1, n_ctx=n_ctx, flash_attn=False)
 
 
-class LlamaCppCpuRef(_Delegate):
-    """The same GGUF on llama.cpp's CPU backend with Metal op offload off: the Metal adapter's reference."""
+class LlamaCppCpuRef(LlamaCpp):
+    """The same GGUF on llama.cpp's CPU backend with op offload off: the Metal adapter's reference on a Mac.
+
+    With n_gpu_layers=0 a Metal-enabled build still sends large-batch matmuls to the GPU unless the context
+    says op_offload=False (and offload_kqv=False), so the context is rebuilt with both off.
+    """
 
     name = "llama.cpp-cpu-ref"
 
@@ -83,18 +59,29 @@ class LlamaCppCpuRef(_Delegate):
     def available(cls) -> tuple[bool, str]:
         return LlamaCppMetal.available()
 
-    def __init__(self, path: str | Path) -> None:
-        from runtimes.llamacpp import LlamaCpp
+    def __init__(self, path: str | Path, n_ctx: int = 2048) -> None:
+        super().__init__(path, n_gpu_layers=0, n_ctx=n_ctx, flash_attn=False)
+        lc = self.lc
+        cp = lc.llama_context_default_params()
+        cp.n_ctx = cp.n_batch = n_ctx
+        cp.n_ubatch = min(512, n_ctx)
+        cp.n_threads = cp.n_threads_batch = lc.llama_n_threads(self.ctx)
+        cp.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        cp.op_offload = False
+        cp.offload_kqv = False
+        lc.llama_free(self.ctx)
+        self.ctx = lc.llama_init_from_model(self.model, cp)
+        if not self.ctx:
+            raise EdgeportError("llama.cpp cannot create a CPU-only context for it", self.artifact)
 
-        super().__init__(path)
-        self.inner = LlamaCpp(path, n_gpu_layers=0, **LLAMA_KW)
 
-
-class OrtCoreML(_Delegate):
-    """An ONNX export on onnxruntime with the CoreML provider first (what it cannot take falls back to the CPU)."""
+class OrtCoreML(OrtCpu):
+    """An ONNX export on onnxruntime with the CoreML provider first; what CoreML cannot take runs on the CPU EP
+    (MatMulNBits and the latent attention are not CoreML ops, onnx.md section 5), so parity and speed depend on
+    the partition."""
 
     name = "onnxruntime-coreml"
-    compute_units = "ALL"
+    compute_units = "ALL"  # CPUOnly | CPUAndGPU | CPUAndNeuralEngine | ALL
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -107,9 +94,8 @@ class OrtCoreML(_Delegate):
             return False, "this onnxruntime build has no CoreMLExecutionProvider"
         return True, ""
 
-    def __init__(self, folder: str | Path) -> None:
-        from runtimes.ort import OrtCpu
-
-        super().__init__(folder)
+    def _session(self, ort, so, path: Path):
         options = {"ModelFormat": "MLProgram", "MLComputeUnits": self.compute_units}
-        self.inner = OrtCpu(folder, providers=[("CoreMLExecutionProvider", options), "CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(path), so, providers=[("CoreMLExecutionProvider", options), "CPUExecutionProvider"]
+        )

@@ -36,6 +36,7 @@ class Pair:
     target: str
     kwargs: dict = field(default_factory=dict)
     note: str = ""
+    threads_kw: str | None = None  # the constructor's thread-count argument, if it has one
 
     def load_class(self) -> type[Runtime]:
         module, cls = self.target.split(":")
@@ -58,13 +59,38 @@ PAIRS: list[Pair] = [
     ),
     Pair("torch-absorbed", "checkpoint", "runtimes.torch_ref:TorchRef", {"absorbed": True}, "latent cache"),
     Pair("torch-dequant", "quantized", "runtimes.torch_ref:TorchRef", note="dequantized codes, fp32"),
-    Pair("onnxruntime", "onnx", "runtimes.ort:OrtCpu", note="CPU EP, model.onnx"),
-    Pair("ort-mobile", "onnx", "runtimes.ort:OrtMobile", note="CPU EP, model.ort (ORT format)"),
+    Pair("onnxruntime", "onnx", "runtimes.ort:OrtCpu", note="CPU EP, model.onnx", threads_kw="threads"),
+    Pair(
+        "ort-mobile",
+        "onnx",
+        "runtimes.ort:OrtMobile",
+        note="CPU EP, model.ort (ORT format)",
+        threads_kw="threads",
+    ),
     Pair("onnxruntime-genai", "onnx", "runtimes.ort:OrtGenai", note="og.Generator"),
-    Pair("llama.cpp", "gguf", "runtimes.llamacpp:LlamaCpp", note="CPU, repacked quant kernels"),
-    Pair("llama.cpp-norepack", "gguf", "runtimes.llamacpp:LlamaCpp", {"repack": False}, "CPU, plain kernels"),
+    Pair(
+        "llama.cpp",
+        "gguf",
+        "runtimes.llamacpp:LlamaCpp",
+        note="CPU, repacked quant kernels",
+        threads_kw="n_threads",
+    ),
+    Pair(
+        "llama.cpp-norepack",
+        "gguf",
+        "runtimes.llamacpp:LlamaCpp",
+        {"repack": False},
+        "CPU, plain kernels",
+        threads_kw="n_threads",
+    ),
     Pair("llama.cpp-metal", "gguf", "runtimes.apple:LlamaCppMetal", note="all layers on Metal"),
-    Pair("onnxruntime-coreml", "onnx", "runtimes.apple:OrtCoreML", note="CoreML EP (MLProgram, ALL)"),
+    Pair(
+        "onnxruntime-coreml",
+        "onnx",
+        "runtimes.apple:OrtCoreML",
+        note="CoreML EP (MLProgram, ALL)",
+        threads_kw="threads",
+    ),
 ]
 REFERENCE = PAIRS[0]
 
@@ -99,8 +125,11 @@ class Target:
     def available(self) -> tuple[bool, str]:
         return self.pair.available()
 
-    def build(self) -> Runtime:
-        return self.pair.load_class()(self.artifact.path, **self.pair.kwargs)
+    def build(self, threads: int | None = None) -> Runtime:
+        kw = dict(self.pair.kwargs)
+        if threads and self.pair.threads_kw:
+            kw[self.pair.threads_kw] = threads
+        return self.pair.load_class()(self.artifact.path, **kw)
 
 
 def targets(

@@ -23,9 +23,9 @@ def is_quantized(folder: str | Path) -> bool:
 def load_torch_model(folder: str | Path):
     """An fp32 YoutuForCausalLM from a float checkpoint, or from a quantized one's dequantized weights."""
     if is_quantized(folder):
-        from quant.checkpoint import load_dequantized_model
+        from quant.checkpoint import load_quantized_model
 
-        return load_dequantized_model(folder).float().eval()
+        return load_quantized_model(folder).float().eval()
     from edgeport.checkpoint import load_model
 
     return load_model(folder, torch.float32)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -52,14 +53,14 @@ def copy_checkpoint(src: Path, dst: Path) -> None:
             shutil.copyfile(f, dst / f.name)
 
 
-def plan(schemes: list[str], formats: list[str], method: str) -> list[Step]:
+def plan(schemes: list[str], formats: list[str], method: str, progress: bool = True) -> list[Step]:
     """The build steps, in order; each artifact's source is built before it."""
 
     def quantize(scheme: str) -> Callable[[Path, Path], Any]:
         def run(src: Path, out: Path) -> Any:
             from edgeport.quantize import quantize_checkpoint
 
-            return quantize_checkpoint(src, out, scheme=scheme, method=method)
+            return quantize_checkpoint(src, out, scheme=scheme, method=method, progress=progress)
 
         return run
 
@@ -67,7 +68,7 @@ def plan(schemes: list[str], formats: list[str], method: str) -> list[Step]:
         def run(src: Path, out: Path) -> Any:
             from edgeport.export.gguf import export_gguf
 
-            return export_gguf(src, out, type=kind)
+            return export_gguf(src, out, type=kind, progress=progress)
 
         return run
 
@@ -75,7 +76,7 @@ def plan(schemes: list[str], formats: list[str], method: str) -> list[Step]:
         def run(src: Path, out: Path) -> Any:
             from edgeport.export.onnx import export_onnx
 
-            return export_onnx(src, out, precision=precision)
+            return export_onnx(src, out, precision=precision, progress=progress)
 
         return run
 
@@ -116,6 +117,12 @@ def size(path: Path) -> int:
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def versions() -> dict[str, str]:
     out = {}
     for pkg in ("edgeport", "torch", "onnxruntime", "onnxruntime-genai", "llama-cpp-python", "gguf", "onnx"):
@@ -140,7 +147,7 @@ def export_all(
 
     Returns the manifest, with the validation report under "report" when validate=True.
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Console
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     schemes = list(SCHEMES) if schemes is None else schemes
@@ -159,19 +166,13 @@ def export_all(
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
         raise EdgeportError("exists and is not an edgeport export; refusing to replace it", out_dir)
 
-    steps = plan(schemes, formats, method)
+    steps = plan(schemes, formats, method, progress)
     entries = []
     started = time.time()
-    columns = (
-        TextColumn("{task.description:<34}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-    )
-    with atomic_dir(out_dir) as tmp, Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task("export", total=len(steps) + 1)
-        for step in steps:
-            bar.update(task, description=step.label)
+    console = Console(stderr=True, quiet=not progress)
+    with atomic_dir(out_dir) as tmp:
+        for i, step in enumerate(steps, 1):
+            console.print(f"[bold][{i}/{len(steps)}][/] {step.label}", highlight=False)
             src = tmp / step.source if step.source else model_dir
             out = tmp / step.path
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -190,8 +191,6 @@ def export_all(
                     "seconds": round(time.perf_counter() - t0, 2),
                 }
             )
-            bar.advance(task)
-        bar.update(task, description="manifest")
         manifest = {
             "format": FORMAT,
             "version": 1,
@@ -205,7 +204,9 @@ def export_all(
         with atomic_file(tmp / MANIFEST, "w") as f:
             json.dump(manifest, f, indent=2)
             f.write("\n")
-        bar.advance(task)
+        os.chmod(
+            tmp, 0o777 & ~_umask()
+        )  # a temporary folder is created 0700; an export is shared like any folder
     if validate:
         from edgeport.validate import validate as run_validate
 
