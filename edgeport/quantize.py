@@ -129,12 +129,12 @@ class _Hessians:
 
     def _hook(self, name: str):
         def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            x = inp[0].reshape(-1, inp[0].shape[-1]).double()
-            self.h[name] = self.h.get(name, 0) + x.T @ x
+            x = inp[0].reshape(-1, inp[0].shape[-1]).float()  # fp32 products, summed across batches in fp64
+            self.h[name] = self.h.get(name, 0) + (x.T @ x).double()
             if name.endswith(("q_b_proj", "q_proj")):  # k_b acts on q_nope, per head
                 c = self.cfg
-                q = out.reshape(-1, c.num_attention_heads, c.qk_head_dim)[..., : c.qk_nope_head_dim].double()
-                self.h["k_b"] = self.h.get("k_b", 0) + torch.einsum("nhi,nhj->hij", q, q)
+                q = out.reshape(-1, c.num_attention_heads, c.qk_head_dim)[..., : c.qk_nope_head_dim].float()
+                self.h["k_b"] = self.h.get("k_b", 0) + torch.einsum("nhi,nhj->hij", q, q).double()
 
         return hook
 
@@ -182,8 +182,8 @@ def _gptq(
     out = model.model.embed_tokens.weight if tied else model.lm_head.weight
     h = torch.zeros(cfg.hidden_size, cfg.hidden_size, dtype=torch.float64)
     for x in xs:
-        y = model.model.norm(x).reshape(-1, cfg.hidden_size).double()
-        h += y.T @ y
+        y = model.model.norm(x).reshape(-1, cfg.hidden_size).float()
+        h += (y.T @ y).double()
     name = "model.embed_tokens.weight" if tied else "lm_head.weight"
     yield _gptq_store(name, out.numpy(), h.numpy(), scheme, tied, damp)
 
