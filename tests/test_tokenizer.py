@@ -137,3 +137,50 @@ def test_save_keeps_other_files_and_load_errors(tmp_path: Path, tokenizer_dir: P
     (folder / "tokenizer.json").write_text('{"model": ')
     with pytest.raises(EdgeportError, match=r"tokenizer\.json.*invalid"):
         load_tokenizer(folder)
+
+
+def test_llama_cpp_tokenizes_identically(tmp_path: Path) -> None:
+    """The GGUF vocab (pre-tokenizer "youtu") must give the same ids as tokenizer.json on mixed text, including
+    camelCase words, which only stay whole because llama.cpp's category-collapsed regex ignores letter case."""
+    import random
+
+    import llama_cpp
+    from transformers import YoutuConfig, YoutuForCausalLM
+
+    from edgeport.export.gguf import export_gguf
+
+    corpus = [
+        *MIXED,
+        "parseJSON getHTTPResponse iPhone McDonald's XMLHttpRequest camelCaseWord DON'T we'll",
+    ] * 30
+    hf_tok = train_tokenizer(corpus, vocab_size=1024)
+    assert hf_tok.token_to_id("parseJSON") is not None  # a cross-case pre-token really made it into the vocab
+    folder = tmp_path / "ckpt"
+    tiny = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, q_lora_rank=16,
+                kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8)  # fmt: skip
+    ids = {"bos_token_id": hf_tok.token_to_id(chat.BOS), "eos_token_id": hf_tok.token_to_id(chat.EOS)}
+    YoutuForCausalLM(YoutuConfig(vocab_size=1024, num_key_value_heads=2, **tiny, **ids)).save_pretrained(
+        folder
+    )
+    save_tokenizer(hf_tok, folder)
+    gguf = export_gguf(folder, tmp_path / "m.gguf", "f32", progress=False)
+    llm = llama_cpp.Llama(str(gguf), vocab_only=True, verbose=False)
+    tok = load_tokenizer(folder)
+
+    rng = random.Random(0)
+    words = [w for t in corpus[: len(MIXED) + 1] for w in t.split(" ")] + [
+        "\n",
+        "\r\n",
+        "\t",
+        "  ",
+        *chat.SPECIAL_TOKENS,
+    ]
+    texts = [
+        *MIXED,
+        *("".join(rng.choice(words) + rng.choice(["", " ", "\n"]) for _ in range(8)) for _ in range(300)),
+    ]
+    for text in texts:
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok.encode(text), repr(text)
+        assert llm.tokenize(text.encode(), add_bos=False, special=False) == tok.encode(
+            text, parse_special=False
+        )
