@@ -84,7 +84,7 @@ def run_episode(
         new = [int(t) for t in generate(prompt, max_new_tokens, stops)]
         res.steps += 1
         ended = bool(new) and new[-1] == tok.eos_id
-        text = tok.decode(new)
+        text = tok.decode([t for t in new if t >= 0])  # ids past the vocab decode to nothing
         if text.endswith(chat.EOS):
             text = text[: -len(chat.EOS)]
         if chat.TOOL_CALL_START in text:

@@ -109,6 +109,8 @@ def test_malformed_output_is_handled(tok, eps: list[D.Episode]) -> None:
     res = A.run_episode(scripted(call_x, call_bad, f"{ep.answer}{chat.EOS}"), tok, ep)
     assert [set(json.loads(c["result"])) for c in res.calls] == [{"error"}, {"error"}]
     assert res.success  # the expected number is in the final answer
+    ids_out = A.run_episode(lambda ids, n, stop: [-1, 10**9, 3], tok, ep)  # impossible ids are garbage too
+    assert ids_out.reason == "no final answer" and not ids_out.success
     # steps run out
     res = A.run_episode(scripted(*[call_bad] * 10), tok, ep, max_steps=3)
     assert res.reason == "max steps" and res.steps == 3 and len(res.calls) == 3
