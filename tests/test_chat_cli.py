@@ -179,11 +179,19 @@ def test_onnx_export_chat_matches_torch(ckpt: Path, tmp_path: Path) -> None:
         pytest.skip("edgeport.export.onnx is not in this tree yet")
     from edgeport.export.onnx import export_onnx
 
-    out = export_onnx(ckpt, tmp_path / "onnx", mobile=False, progress=False)
+    out = export_onnx(
+        ckpt, tmp_path / "onnx", mobile=True, progress=False
+    )  # model.onnx for genai, model.ort too
     expected = _reference_reply(ckpt, "Hello there", 12)
     session = run_chat(out, None, tools=False, prompt="Hello there", max_new_tokens=12, write=lambda s: None)
     assert session.engine.name.startswith("onnx")
     assert session.messages[-1]["content"] == expected
+    # The plain-onnxruntime loop (used when genai cannot load a folder) on the ORT-format model answers the same.
+    from edgeport.chat_cli import ort_step
+
+    cfg = json.loads((out / "genai_config.json").read_text())
+    engine = Engine("onnx (onnxruntime)", load_tokenizer(out), ort_step(out, cfg))
+    assert ChatSession(engine, max_new_tokens=12).ask("Hello there") == expected
 
 
 def test_gguf_chat_matches_torch(ckpt: Path, tmp_path: Path) -> None:
