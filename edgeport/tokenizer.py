@@ -61,7 +61,7 @@ def _without_specials(texts: Iterable[str]) -> Iterator[str]:
 
 
 def train_tokenizer(
-    texts: Iterable[str], vocab_size: int, show_progress: bool = False
+    texts: Iterable[str], vocab_size: int, show_progress: bool = True
 ) -> tokenizers.Tokenizer:
     """Train a byte-level BPE of exactly `vocab_size` tokens; the chat control tokens get the last ids."""
     n_special = len(chat.SPECIAL_TOKENS)
