@@ -156,9 +156,10 @@ def bench_one(
     pair: Pair, artifact: Artifact, prompt: list[int], new_tokens: int, repeats: int, threads: int
 ) -> dict[str, Any]:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    import torch
+    if pair.target.startswith("runtimes.torch_ref"):  # only torch runtimes pay for importing torch
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     t = Target(pair, artifact)
     t0 = time.perf_counter()
     rt = t.build(threads)
@@ -174,18 +175,21 @@ def bench_one(
         first.append(time.perf_counter() - s)
         s = time.perf_counter()
         out = rt.generate(prompt, new_tokens, ())
-        decode.append(
-            (time.perf_counter() - s - first[-1]) / max(len(out) - 1, 1)
-        )  # per token after the first
+        decode.append((time.perf_counter() - s, first[-1]))
     weights, kv = byte_figures(t, rt)
     rt.close()
-    per_token = statistics.median(decode)
+    # decode: the time of N tokens minus the time of the first (prefill + 1), per extra token; if timing noise
+    # makes that non-positive, fall back to N tokens over the whole time (a lower bound on the decode rate)
+    n = len(out)
+    per_token = statistics.median((full - one) / max(n - 1, 1) for full, one in decode)
+    if per_token <= 0:
+        per_token = statistics.median(full for full, _ in decode) / n
     return {
         "load_s": load_s,
         "prefill_tok_s": len(prompt) / statistics.median(prefill),
         "ttft_ms": 1e3 * statistics.median(first),
-        "decode_tok_s": 1 / per_token if len(out) > 1 and per_token > 0 else None,
-        "decoded": len(out),
+        "decode_tok_s": 1 / per_token if n > 1 else None,
+        "decoded": n,
         "peak_rss_mib": _peak_rss() / 2**20,
         "weight_bytes_per_token": weights,
         "kv_bytes_per_token": kv,
