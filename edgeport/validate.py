@@ -397,8 +397,9 @@ def _fmt(x: Any, spec: str) -> str:
 
 def markdown_table(report: dict[str, Any]) -> str:
     head = (
-        "| runtime | artifact | max abs Δ | KL | top-1 | greedy | tokenizer | PPL | tool success | status |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "| runtime | artifact | max abs Δ | KL | top-1 | greedy | tokenizer | PPL | tool success "
+        "| KL vs same codes | status |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     lines = []
     for r in report["rows"]:
@@ -410,7 +411,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r['runtime']} | {r['artifact']} | {_fmt(r.get('max_abs'), '.2e')} | {_fmt(r.get('kl'), '.2e')} "
             f"| {_fmt(r.get('top1'), '.1%')} | {greedy} | {tok} | {_fmt(r.get('ppl'), '.2f')} "
-            f"| {_fmt(r.get('tool_success'), '.0%')} | {status} |"
+            f"| {_fmt(r.get('tool_success'), '.0%')} | {_fmt(r.get('kl_vs_dequant'), '.1e')} | {status} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -425,7 +426,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Export `{report['export']}` on {report['machine']}. Reference: {report['reference']}.\n"
         f"Logits on {inp['heldout_ids']} held-out ids (teacher forced); greedy {inp['greedy_tokens']} tokens after "
         f"{inp['greedy_prompt']}; tokenizer on {inp['tokenizer_texts']} mixed texts (HF vs the runtime's own); "
-        f"tool success on {inp['agent_episodes']} held-out episodes.\n\n"
+        f"tool success on {inp['agent_episodes']} held-out episodes. KL vs same codes: against torch running the "
+        "dequantized codes of the same quantized checkpoint (isolates runtime arithmetic from rounding).\n\n"
         + markdown_table(report)
         + f"\n## Gates (against the fp32 reference)\n{gates}\n\n## Skipped on this machine\n{skipped}\n"
     )
