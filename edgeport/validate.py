@@ -444,7 +444,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     colors = {"fp32": "tab:blue", "f16": "tab:cyan", "int8": "tab:orange", "int4": "tab:red"}
     c = [colors.get(r["gate"], "gray") for r in rows]
     fig, (a, b) = plt.subplots(2, 1, figsize=(max(8, 0.7 * len(rows)), 7), sharex=True)
-    kl = [max(r.get("kl") or 0.0, 1e-12) if math.isfinite(r.get("kl") or 0.0) else 1e3 for r in rows]
+    kl = [math.nan if r.get("kl") is None else min(max(r["kl"], 1e-12), 1e3) for r in rows]  # ref: no bar
     a.bar(range(len(rows)), kl, color=c)
     a.set_yscale("log")
     a.set_ylabel("KL(ref || runtime), nats")
