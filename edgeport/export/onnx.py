@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -190,12 +191,26 @@ class Builder:
         )
 
 
-def latent_attention_function() -> onnx.FunctionProto:
+@dataclass
+class HeadNBits:
+    """A per-head matrix given to LatentAttention as MatMulNBits codes: B [H*N, K/32, blob] + scales [H*N*K/32]
+    (quant's k_b / v_b rows are already head-major), multiplied one head at a time."""
+
+    heads: int
+    K: int
+    N: int
+    bits: int
+    accuracy_level: int
+
+
+def latent_attention_function(uk: HeadNBits | None = None, uv: HeadNBits | None = None) -> onnx.FunctionProto:
     """`edgeport.mla:LatentAttention`: absorbed multi-head latent attention over a latent-only cache.
 
     Inputs: q_nope [B,H,S,dn], q_rope [B,H,S,dr] (rotated), kv_new [B,S,L] = [rms(latent) | rope(k_rope)],
     past_key / past_value [B,1,P,L'/2] (the two halves of the padded latent L' = L + latent_pad),
-    attention_mask [B,P+S] int64, w_uk [H,dn,r], w_uv [H,r,dv].
+    attention_mask [B,P+S] int64, then W_UK as w_uk [H,dn,r] float, or (uk given) w_uk + w_uk_scales, the
+    MatMulNBits form of quant's k_b [H*r, dn]; then W_UV as w_uv [H,r,dv], or w_uv + w_uv_scales from v_b.
+    Quantized W_UK/W_UV are multiplied head by head (H MatMulNBits each: ORT has no batched-weight NBits op).
     Outputs: attn [B,S,H*dv], present_key / present_value [B,1,P+S,L'/2].
     Attributes: scale, kv_lora_rank (r), latent_pad (0 or 1) drive the body; num_heads, rope_dim, v_head_dim
     describe the op for a runtime that replaces it with a kernel (the body reads them from input shapes).
@@ -238,7 +253,10 @@ def latent_attention_function() -> onnx.FunctionProto:
     op("Slice", ["full", "zero1", "L", "axm1"], "kv")  # [B,1,T,L] = [latent | k_rope]
     op("Slice", ["full", "zero1", "r", "axm1"], "latent")  # [B,1,T,r]
     # absorbed query [q_nope . W_UK | q_rope] against the cache
-    op("MatMul", ["q_nope", "w_uk"], "q_lat")  # [B,H,S,r]
+    if uk is None:
+        op("MatMul", ["q_nope", "w_uk"], "q_lat")  # [B,H,S,r]
+    else:
+        per_head(op, const_ints, "q_nope", "w_uk", "q_lat", uk)
     op("Concat", ["q_lat", "q_rope"], "q_abs", axis=-1)  # [B,H,S,L]
     op("Transpose", ["kv"], "kv_t", perm=[0, 1, 3, 2])
     op("MatMul", ["q_abs", "kv_t"], "scores0")  # [B,H,S,T]
@@ -263,19 +281,53 @@ def latent_attention_function() -> onnx.FunctionProto:
     op("Where", ["allowed", "scores1", "neg"], "scores")
     op("Softmax", ["scores"], "p", axis=-1)
     op("MatMul", ["p", "latent"], "ctx")  # [B,H,S,r]
-    op("MatMul", ["ctx", "w_uv"], "o")  # [B,H,S,dv]
+    if uv is None:
+        op("MatMul", ["ctx", "w_uv"], "o")  # [B,H,S,dv]
+    else:
+        per_head(op, const_ints, "ctx", "w_uv", "o", uv)
     op("Transpose", ["o"], "o_t", perm=[0, 2, 1, 3])
     const_ints("shape_out", [0, 0, -1])
     op("Reshape", ["o_t", "shape_out"], "attn")
     return helper.make_function(
         MLA_DOMAIN,
         "LatentAttention",
-        ["q_nope", "q_rope", "kv_new", "past_key", "past_value", "attention_mask", "w_uk", "w_uv"],
+        ["q_nope", "q_rope", "kv_new", "past_key", "past_value", "attention_mask", "w_uk"]
+        + (["w_uk_scales"] if uk else [])
+        + ["w_uv"]
+        + (["w_uv_scales"] if uv else []),
         ["attn", "present_key", "present_value"],
         nodes,
-        [helper.make_opsetid("", OPSET)],
+        [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if uk or uv else []),
         attributes=["scale", "kv_lora_rank", "latent_pad", "num_heads", "rope_dim", "v_head_dim"],
     )
+
+
+def per_head(op: Any, const_ints: Any, x: str, w: str, out: str, q: HeadNBits) -> None:
+    """out[:, h] = MatMulNBits(x[:, h], rows h*N..(h+1)*N of w) for each head h, concatenated on axis 1."""
+    nb = q.K // BLOCK
+    parts = [f"{x}_h{h}" for h in range(q.heads)]
+    op("Split", [x], parts, axis=1, num_outputs=q.heads)
+    outs = []
+    for h in range(q.heads):
+        const_ints(f"{w}_lo{h}", [h * q.N])
+        const_ints(f"{w}_hi{h}", [(h + 1) * q.N])
+        const_ints(f"{w}_slo{h}", [h * q.N * nb])
+        const_ints(f"{w}_shi{h}", [(h + 1) * q.N * nb])
+        op("Slice", [w, f"{w}_lo{h}", f"{w}_hi{h}", "ax0"], f"{w}_b{h}")
+        op("Slice", [f"{w}_scales", f"{w}_slo{h}", f"{w}_shi{h}", "ax0"], f"{w}_s{h}")
+        op(
+            "MatMulNBits",
+            [parts[h], f"{w}_b{h}", f"{w}_s{h}"],
+            f"{out}_h{h}",
+            domain="com.microsoft",
+            K=q.K,
+            N=q.N,
+            bits=q.bits,
+            block_size=BLOCK,
+            accuracy_level=q.accuracy_level,
+        )
+        outs.append(f"{out}_h{h}")
+    op("Concat", outs, out, axis=1)
 
 
 def latent_halves(cfg: YoutuConfig) -> tuple[int, int]:
@@ -290,6 +342,7 @@ def build_graph(
     precision: str,
     progress: bool = True,
     accuracy_level: int = 4,
+    mla_nbits: bool = True,
 ) -> onnx.ModelProto:
     """The decoder ModelProto (genai I/O names) for `weights` (HF names, kv_b as k_b/v_b halves)."""
     from tqdm import tqdm
@@ -305,10 +358,21 @@ def build_graph(
     half, pad = latent_halves(cfg)
     nL = cfg.num_hidden_layers
 
+    def head_nbits(kind: str, K: int, N: int) -> HeadNBits | None:
+        """W_UK / W_UV go into the attention function as per-head MatMulNBits when every layer's k_b / v_b
+        is symmetric block codes of one bit width; otherwise as float (exactly the dequantized values)."""
+        ws = [weights.get(f"model.layers.{i}.self_attn.{kind}") for i in range(nL)]
+        bits = {w.fmt.bits if _is_q(w) and w.mins is None else 0 for w in ws}
+        if not mla_nbits or len(bits) != 1 or 0 in bits:
+            return None
+        return HeadNBits(H, K, N, bits.pop(), accuracy_level)
+
+    uk, uv = head_nbits("k_b", dn, r), head_nbits("v_b", r, dv)
+
     def W(name: str) -> Weight:
         if name not in weights:
             raise EdgeportError(f"missing tensor {name!r}")
-        return weights[name]
+        return weights.pop(name)  # popped: each weight's source arrays can be freed once packed
 
     def F(name: str) -> np.ndarray:
         return _float(W(name))
@@ -391,8 +455,14 @@ def build_graph(
             rotary_embedding_dim=dr,
         )
         kv_new = b.op("Concat", [latent, k_rope], axis=-1)
-        w_uk = F(f"{a}.k_b").reshape(H, r, dn).transpose(0, 2, 1)  # [H, dn, r]
-        w_uv = F(f"{a}.v_b").reshape(H, dv, r).transpose(0, 2, 1)  # [H, r, dv]
+        if uk is None:
+            w_uk = [b.float_weight(f"{a}.w_uk", _float(W(f"{a}.k_b")).reshape(H, r, dn).transpose(0, 2, 1))]
+        else:
+            w_uk = _nbits_inputs(b, f"{a}.k_b", W(f"{a}.k_b"))[0]
+        if uv is None:
+            w_uv = [b.float_weight(f"{a}.w_uv", _float(W(f"{a}.v_b")).reshape(H, dv, r).transpose(0, 2, 1))]
+        else:
+            w_uv = _nbits_inputs(b, f"{a}.v_b", W(f"{a}.v_b"))[0]
         attn, _, _ = b.op(
             "LatentAttention",
             [
@@ -402,8 +472,8 @@ def build_graph(
                 f"past_key_values.{i}.key",
                 f"past_key_values.{i}.value",
                 "attention_mask",
-                b.float_weight(f"{a}.w_uk", np.ascontiguousarray(w_uk)),
-                b.float_weight(f"{a}.w_uv", np.ascontiguousarray(w_uv)),
+                *w_uk,
+                *w_uv,
             ],
             domain=MLA_DOMAIN,
             name=f"{a}.latent_attention",
@@ -442,7 +512,7 @@ def build_graph(
         name="model.norm",
         epsilon=eps,
     )
-    lm = weights.get("lm_head.weight", emb)
+    lm = weights.pop("lm_head.weight", emb)
     lm = _float(lm) if _is_q(lm) and lm is emb and not emb_q else lm
     if lm is emb and emb_q:  # tied and quantized: MatMulNBits reads the embedding's codes (same initializers)
         b.op(
@@ -505,7 +575,7 @@ def build_graph(
             helper.make_opsetid("com.microsoft", 1),
             helper.make_opsetid(MLA_DOMAIN, 1),
         ],
-        functions=[latent_attention_function()],
+        functions=[latent_attention_function(uk, uv)],
         producer_name="edgeport",
         ir_version=10,
     )
