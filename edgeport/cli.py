@@ -72,6 +72,80 @@ def info(model: Optional[Path] = typer.Argument(None, help="Checkpoint folder (d
 
 @app.command()
 @user_errors
+def train(
+    preset: str = typer.Option("tiny", help="Model preset: tiny | youtu-2b."),
+    out: Path = typer.Option(..., help="Run folder: OUT/checkpoint (HF folder + trainer state), OUT/log.jsonl."),
+    steps: int = typer.Option(1000, help="Optimizer steps."),
+    batch_size: int = typer.Option(16, help="Sequences per micro-batch per process."),
+    seq_len: int = typer.Option(512, help="Tokens per training row."),
+    grad_accum: int = typer.Option(1, help="Micro-batches per optimizer step."),
+    lr: float = typer.Option(3e-3, help="Peak learning rate (linear warmup, cosine decay to --min-lr)."),
+    min_lr: float = typer.Option(3e-4, help="Final learning rate."),
+    warmup: int = typer.Option(50, help="Warmup steps."),
+    data: Optional[list[Path]] = typer.Option(None, help="Extra training data (.txt or .jsonl), repeatable."),
+    stage: str = typer.Option("pretrain:0.3,midtrain:0.3,sft:0.4", help="Curriculum: name[:fraction],..."),
+    episodes: int = typer.Option(2000, help="Generated tool-use trajectories for training."),
+    tokenizer: Optional[Path] = typer.Option(None, help="Use this tokenizer folder instead of training one."),
+    init: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fine-tuning)."),
+    eval_every: int = typer.Option(100, help="Held-out eval every N steps."),
+    save_every: int = typer.Option(200, help="Checkpoint every N steps (and at the end)."),
+    seed: int = typer.Option(0),
+    dtype: str = typer.Option("auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | float32 | bfloat16."),
+    fsdp: bool = typer.Option(False, help="Shard the model with FSDP (under torchrun) instead of DDP."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train (or resume) a model; runs single-process or under `torchrun --nproc_per_node N -m edgeport.cli train`."""
+    from edgeport.trainer import TrainConfig
+    from edgeport.trainer import train as run_training
+
+    for p in data or []:
+        if not p.is_file():
+            raise EdgeportError("training data file not found", p)
+    cfg = TrainConfig(
+        preset=preset, out=str(out), steps=steps, batch_size=batch_size, seq_len=seq_len, grad_accum=grad_accum,
+        lr=lr, min_lr=min_lr, warmup=warmup, data=[str(p) for p in data or []], stages=stage,
+        n_episodes=episodes, tokenizer=None if tokenizer is None else str(tokenizer),
+        init=None if init is None else str(init), eval_every=eval_every, save_every=save_every, seed=seed,
+        dtype=dtype, fsdp=fsdp, resume=resume,
+    )  # fmt: skip
+    done = run_training(cfg)
+    console.print(f"wrote {done}")
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    model: Optional[Path] = typer.Argument(None, help="Checkpoint or run folder (default: the embedded model)."),
+    tasks: int = typer.Option(100, help="Held-out tool-use tasks to run."),
+    seed: int = typer.Option(0),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
+) -> None:
+    """Held-out loss and perplexity (text, trajectories) and agentic tool-use success rate."""
+    import json
+
+    from edgeport.io import atomic_file
+    from edgeport.trainer import evaluate_model
+
+    if tasks < 1:
+        raise EdgeportError(f"--tasks must be >= 1, got {tasks}")
+    m = evaluate_model(model or default_model_dir(), n_tasks=tasks, seed=seed, progress=True)
+    a = m["agent"]
+    t = Table(title=f"edgeport eval {m['model']}", show_header=False)
+    t.add_row("parameters", f"{m['parameters']:,}")
+    t.add_row("held-out text: loss / ppl", f"{m['val_text']['loss']:.3f} / {m['val_text']['ppl']:.2f}")
+    t.add_row("held-out trajectories: loss / ppl", f"{m['val_sft']['loss']:.3f} / {m['val_sft']['ppl']:.2f}")
+    t.add_row(f"tool-use success ({a['n']} tasks)", f"{a['success_rate']:.1%} (echo baseline {a['baseline_echo']:.1%})")
+    t.add_row("tool-call rate / valid JSON", f"{a['tool_call_rate']:.1%} / {a['valid_json_rate']}")
+    t.add_row("by kind", ", ".join(f"{k} {v:.0%}" for k, v in a["by_kind"].items()))
+    t.add_row("failures", ", ".join(f"{k} {v}" for k, v in a["reasons"].items() if k != "ok") or "none")
+    console.print(t)
+    if json_out is not None:
+        with atomic_file(json_out, "w") as f:
+            f.write(json.dumps(m, indent=2) + "\n")
+
+
+@app.command()
+@user_errors
 def quantize(
     model: Optional[Path] = typer.Argument(None, help="Float checkpoint folder (default: the embedded model)."),
     scheme: str = typer.Option("q4_0", help="q8_0 | q4_0 | q4_1 | q4_0_mla (q4_0, MLA latent path at q8_0)."),

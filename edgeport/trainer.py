@@ -67,6 +67,7 @@ class TrainConfig:
     init: str | None = None  # start from the weights of this checkpoint folder (fine-tuning)
     dtype: str = "auto"  # auto: bf16 autocast on CUDA when supported, fp32 on CPU; or float32 / bfloat16
     fsdp: bool = False
+    threads: int = 0  # torch CPU threads per process (0: torch's default)
     resume: bool = False
     progress: bool = True
 
@@ -192,8 +193,7 @@ def prepare_data(cfg: TrainConfig, folder: Path) -> dict[str, Packed]:
             train_text.extend(D.load_text_file(p))
         episodes = D.generate_episodes(cfg.n_episodes, seed=cfg.seed, split="train")
         if cfg.tokenizer:
-            tok = load_tokenizer(cfg.tokenizer)
-            save_tokenizer(tok, tmp)
+            save_tokenizer(load_tokenizer(cfg.tokenizer).hf, tmp)
         else:
             corpus = train_text + [D.episode_text(ep) for ep in episodes[:2000]]
             save_tokenizer(train_tokenizer(corpus, vocab_size=vocab), tmp)
@@ -203,7 +203,9 @@ def prepare_data(cfg: TrainConfig, folder: Path) -> dict[str, Packed]:
         packed["val_text"] = D.pack(
             [D.encode_example(tok, t, "text") for t in D.builtin_text("val")], cfg.seq_len, tok.eos_id
         )
-        packed["val_sft"] = D.pack([D.encode_example(tok, e, "sft") for e in val_eps], cfg.seq_len, tok.eos_id)
+        packed["val_sft"] = D.pack(
+            [D.encode_example(tok, e, "sft") for e in val_eps], cfg.seq_len, tok.eos_id
+        )
         torch.save(packed, tmp / "packed.pt")
         (tmp / "data.json").write_text(json.dumps(key))
     return packed
@@ -269,7 +271,13 @@ def save_checkpoint(
         if model_sd is not None:
             raw = _materialize(raw, model_sd)
         save_model(raw, tmp, dtype="float32", tokenizer_from=tokenizer_dir)
-        state = {"step": step, "optimizer": opt_sd, "rng": _rng_state(), "config": asdict(cfg), "history": history}
+        state = {
+            "step": step,
+            "optimizer": opt_sd,
+            "rng": _rng_state(),
+            "config": asdict(cfg),
+            "history": history,
+        }
         torch.save(state, tmp / STATE_FILE)
         (tmp / "trainer.json").write_text(json.dumps({"step": step, "config": asdict(cfg)}, indent=2) + "\n")
 
@@ -287,7 +295,9 @@ def load_weights(model: YoutuForCausalLM, folder: Path) -> None:
     got, want = load_config(folder), model.config
     for k in ("hidden_size", "num_hidden_layers", "vocab_size", "kv_lora_rank", "intermediate_size"):
         if getattr(got, k) != getattr(want, k):
-            raise EdgeportError(f"checkpoint has {k}={getattr(got, k)}, this run wants {getattr(want, k)}", folder)
+            raise EdgeportError(
+                f"checkpoint has {k}={getattr(got, k)}, this run wants {getattr(want, k)}", folder
+            )
     sd = dict(iter_tensors(folder, torch.float32))
     if want.tie_word_embeddings:
         sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
@@ -317,7 +327,9 @@ def lm_loss_sum(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -
 
 
 @torch.no_grad()
-def held_out_loss(model: torch.nn.Module, packed: Packed, rows: int, batch: int, d: Dist, amp) -> dict[str, float]:
+def held_out_loss(
+    model: torch.nn.Module, packed: Packed, rows: int, batch: int, d: Dist, amp
+) -> dict[str, float]:
     ids, mask = packed
     ids, mask = ids[:rows], mask[:rows]
     total, count = torch.zeros(()), torch.zeros(())
@@ -335,10 +347,14 @@ def held_out_loss(model: torch.nn.Module, packed: Packed, rows: int, batch: int,
     return {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
 
 
-def train(cfg: TrainConfig, data: dict[str, Packed] | None = None, tokenizer_dir: str | Path | None = None) -> Path:
+def train(
+    cfg: TrainConfig, data: dict[str, Packed] | None = None, tokenizer_dir: str | Path | None = None
+) -> Path:
     """Run (or resume) training; returns the checkpoint folder OUT/checkpoint. `data` and `tokenizer_dir`
     bypass data preparation (packed rows given directly, keyed by stage name plus optional val_* sets)."""
     d = setup_dist()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     stages = parse_stages(cfg.stages, cfg.steps)
     ckpt = find_checkpoint(out) if cfg.resume else None
@@ -409,7 +425,9 @@ def train(cfg: TrainConfig, data: dict[str, Packed] | None = None, tokenizer_dir
     if d.main and cfg.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(
+            total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True, file=sys.stderr
+        )
     t_last, tok_since = time.perf_counter(), 0
     n_params = raw.num_parameters()
     for step in range(start, cfg.steps):
@@ -512,11 +530,15 @@ def evaluate_model(
     model = load_model(folder)
     tok = load_tokenizer(folder)
     if tok.vocab_size > model.config.vocab_size:
-        raise EdgeportError(f"tokenizer has {tok.vocab_size} tokens, the model only {model.config.vocab_size}", folder)
+        raise EdgeportError(
+            f"tokenizer has {tok.vocab_size} tokens, the model only {model.config.vocab_size}", folder
+        )
     seq_len = min(seq_len, model.config.max_position_embeddings)
     episodes = D.generate_episodes(n_tasks, seed=seed + 1, split="eval")
     sets = {
-        "val_text": D.pack([D.encode_example(tok, t, "text") for t in D.builtin_text("val")], seq_len, tok.eos_id),
+        "val_text": D.pack(
+            [D.encode_example(tok, t, "text") for t in D.builtin_text("val")], seq_len, tok.eos_id
+        ),
         "val_sft": D.pack([D.encode_example(tok, e, "sft") for e in episodes], seq_len, tok.eos_id),
     }
     out: dict[str, Any] = {"model": str(folder), "parameters": model.num_parameters()}
@@ -548,4 +570,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
