@@ -156,6 +156,23 @@ def test_quantized_kl_and_top1_vs_fp32(block_checkpoint, tmp_path, qtype, kl_max
     assert kl < kl_max and top1 >= top1_min, (kl, top1)
 
 
+def test_odd_dims_fall_back_to_float(hf_checkpoint, tmp_path):
+    """Rows that are not a multiple of 32 cannot hold Q8_0 blocks: quant/'s policy keeps them f16/f32."""
+    folder = hf_checkpoint(seed=12, hidden_size=64)  # rows of 64 quantize; 136, 40, 12, 24, 60 cannot
+    out = export_gguf(folder, tmp_path / "m.gguf", "q8_0", progress=False)
+    t = _tensors(out)
+    assert t["blk.0.ffn_gate.weight"].tensor_type == gguf.GGMLQuantizationType.Q8_0
+    assert t["blk.0.ffn_down.weight"].tensor_type == gguf.GGMLQuantizationType.F16
+    for name, x in t.items():
+        if x.tensor_type == gguf.GGMLQuantizationType.Q8_0:
+            assert int(x.shape[0]) % 32 == 0, name
+        else:
+            assert x.tensor_type in (gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32), name
+    ids = _ids(32, load_config(folder).vocab_size, seed=5)
+    kl, top1 = _kl_top1(_torch_logits(folder, ids), LlamaCpp(out, n_ctx=256).logits(ids))
+    assert kl < 1e-2 and top1 >= 0.9, (kl, top1)
+
+
 def test_quantized_checkpoint_is_packed_not_rerounded(block_checkpoint, tmp_path):
     """A quantized folder's GGUF holds exactly pack_gguf(stored codes); it equals exporting the float folder with
     the same type (one RTN code path); llama.cpp on it matches torch on the dequantized weights."""

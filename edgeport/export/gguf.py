@@ -543,7 +543,15 @@ def export_gguf(
     add_model_kv(writer, cfg, type, folder.resolve().name)
     add_tokenizer_kv(writer, folder, cfg)
     write_gguf(out, writer, plan, progress)
+    _readable(out)
     return out
+
+
+def _readable(path: Path) -> None:
+    """The temporary file was created 0600; give the result the usual permissions (0666 minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def _export_kquant(folder: Path, out: Path, type: str, progress: bool) -> Path:
@@ -565,4 +573,5 @@ def _export_kquant(folder: Path, out: Path, type: str, progress: bool) -> Path:
             last = [ln.strip() for ln in log if ln.strip()][-1:] or [""]
             raise EdgeportError(f"llama_model_quantize to {type} failed (code {rc}: {last[0]})", out)
         os.replace(dst, out)
+    _readable(out)
     return out
