@@ -380,6 +380,17 @@ def train(
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     mcfg = _model_config(cfg)
+    if cfg.seq_len > mcfg.max_position_embeddings:
+        raise EdgeportError(
+            f"seq_len {cfg.seq_len} exceeds max_position_embeddings {mcfg.max_position_embeddings}"
+        )
+    if tokenizer_dir is not None:  # the checkpoint's special ids are the tokenizer's
+        from edgeport.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(tokenizer_dir)
+        if tok.vocab_size > mcfg.vocab_size:
+            raise EdgeportError(f"tokenizer has {tok.vocab_size} tokens, the model only {mcfg.vocab_size}")
+        mcfg.bos_token_id, mcfg.eos_token_id = tok.bos_id, tok.eos_id
     raw = YoutuForCausalLM(mcfg)
     raw.reset_parameters(seed=cfg.seed)
     if ckpt is not None:

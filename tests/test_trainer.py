@@ -81,6 +81,8 @@ def test_schedule_and_data_order() -> None:
 def test_loss_decreases_and_checkpoint_loads_in_transformers(prepared, tmp_path: Path) -> None:
     from transformers import YoutuForCausalLM as HFYoutu
 
+    from edgeport.tokenizer import load_tokenizer
+
     out = tmp_path / "run"
     cfg = base_cfg(out, steps=40, stages="sft", eval_every=20, save_every=20)
     ckpt = run(cfg, prepared)
@@ -94,6 +96,8 @@ def test_loss_decreases_and_checkpoint_loads_in_transformers(prepared, tmp_path:
     # an HF folder with tokenizer files, loadable by transformers with the same logits as edgeport
     assert (ckpt / "tokenizer.json").is_file() and (ckpt / "tokenizer_config.json").is_file()
     ours = ckpt_mod.load_model(ckpt)
+    tok = load_tokenizer(ckpt)
+    assert (ours.config.bos_token_id, ours.config.eos_token_id) == (tok.bos_id, tok.eos_id)
     hf = HFYoutu.from_pretrained(ckpt, dtype=torch.float32).eval()
     ids = prepared[2]["val_sft"][0][:2, :64]
     with torch.no_grad():

@@ -19,6 +19,7 @@ import torch
 
 from edgeport.checkpoint import TOKENIZER_FILES
 from edgeport.io import atomic_file
+from edgeport.tokenizer import load_tokenizer
 from edgeport.trainer import TrainConfig, evaluate_model, read_log, train
 
 HERE = Path(__file__).resolve().parent
@@ -96,7 +97,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def install(ckpt: Path, metrics: dict) -> None:
     """Copy the checkpoint's HF files into the package folder, each file atomically."""
-    for name in ("config.json", "model.safetensors", *TOKENIZER_FILES):
+    tok = load_tokenizer(ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    config.update(bos_token_id=tok.bos_id, eos_token_id=tok.eos_id)  # (runs before these were set by train)
+    with atomic_file(HERE / "config.json", "w") as f:
+        f.write(json.dumps(config, indent=2) + "\n")
+    for name in ("model.safetensors", *TOKENIZER_FILES):
         src = ckpt / name
         if src.is_file():
             with atomic_file(HERE / name) as f, open(src, "rb") as g:
