@@ -12,6 +12,7 @@ would only cost time).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -76,49 +77,68 @@ def _median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def bench_ort(
-    onnx_dir: Path, prompt: list[int], n_decode: int, repeats: int, threads: int
-) -> dict[str, float]:
-    from runtimes.ort import OrtCpu
+class OrtTimer:
+    def __init__(self, onnx_dir: Path, threads: int) -> None:
+        from runtimes.ort import OrtCpu
 
-    rt = OrtCpu(onnx_dir, threads=threads)
-    rt.step(np.asarray([prompt[:8]]), rt.empty_cache())  # warm-up
-    pre, dec = [], []
-    for _ in range(repeats):
+        self.rt = OrtCpu(onnx_dir, threads=threads)
+        self.rt.step(np.asarray([[1, 2, 3, 4]]), self.rt.empty_cache())  # warm-up
+
+    def run(self, prompt: list[int], n_decode: int) -> tuple[float, float]:
+        rt = self.rt
         t = time.perf_counter()
         logits, cache = rt.step(np.asarray([prompt]), rt.empty_cache())
-        pre.append(len(prompt) / (time.perf_counter() - t))
+        prefill = len(prompt) / (time.perf_counter() - t)
         nxt = int(logits[0, -1].argmax())
         t = time.perf_counter()
         for _ in range(n_decode):
             logits, cache = rt.step(np.asarray([[nxt]]), cache)
             nxt = int(logits[0, -1].argmax())
-        dec.append(n_decode / (time.perf_counter() - t))
-    return {"prefill_tok_s": _median(pre), "decode_tok_s": _median(dec)}
+        return prefill, n_decode / (time.perf_counter() - t)
 
 
-def bench_llama(gguf: Path, prompt: list[int], n_decode: int, repeats: int, threads: int) -> dict[str, float]:
-    from runtimes.llamacpp import LlamaCpp
+class LlamaTimer:
+    def __init__(self, gguf: Path, threads: int, n_ctx: int) -> None:
+        from runtimes.llamacpp import LlamaCpp
 
-    rt = LlamaCpp(gguf, n_threads=threads, n_ctx=max(512, len(prompt) + n_decode + 8))
-    rt._clear()
-    rt._decode(prompt[:8], 0, all_logits=False)  # warm-up
-    pre, dec = [], []
-    for _ in range(repeats):
+        self.rt = LlamaCpp(gguf, n_threads=threads, n_ctx=n_ctx)
+        self.rt._clear()
+        self.rt._decode([1, 2, 3, 4], 0, all_logits=False)  # warm-up
+
+    def run(self, prompt: list[int], n_decode: int) -> tuple[float, float]:
+        rt = self.rt
         rt._clear()
         t = time.perf_counter()
         rt._decode(prompt, 0, all_logits=False)
-        pre.append(len(prompt) / (time.perf_counter() - t))
-        pos = len(prompt)
-        nxt = int(rt._row(-1).argmax())
+        prefill = len(prompt) / (time.perf_counter() - t)
+        pos, nxt = len(prompt), int(rt._row(-1).argmax())
         t = time.perf_counter()
         for _ in range(n_decode):
             rt._decode([nxt], pos, all_logits=False)
-            nxt = int(rt._row(-1).argmax())
-            pos += 1
-        dec.append(n_decode / (time.perf_counter() - t))
-    rt.close()
-    return {"prefill_tok_s": _median(pre), "decode_tok_s": _median(dec)}
+            nxt, pos = int(rt._row(-1).argmax()), pos + 1
+        return prefill, n_decode / (time.perf_counter() - t)
+
+
+def side_by_side(onnx_dir: Path, gguf: Path, prompt: list[int], args: argparse.Namespace) -> dict[str, dict]:
+    """Both runtimes loaded at once and timed alternately, repeat by repeat, so that load from other processes
+    on a shared machine hits both alike; medians over the repeats."""
+    timers = {
+        "ort": OrtTimer(onnx_dir, args.threads),
+        "llama": LlamaTimer(gguf, args.threads, len(prompt) + 64),
+    }
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in timers}
+    for i in range(args.repeats):
+        for k, timer in timers.items():
+            runs[k].append(timer.run(prompt, args.decode))
+            print(
+                f"   repeat {i} {k}: prefill {runs[k][-1][0]:.2f} tok/s, decode {runs[k][-1][1]:.2f} tok/s",
+                flush=True,
+            )
+    timers["llama"].rt.close()
+    return {
+        k: {"prefill_tok_s": _median([r[0] for r in v]), "decode_tok_s": _median([r[1] for r in v])}
+        for k, v in runs.items()
+    }
 
 
 def timed_export(qdir: Path, out: Path) -> dict[str, float]:
@@ -147,13 +167,15 @@ def run_model(label: str, qdir: Path, work: Path, args: argparse.Namespace) -> d
     )
     gguf = work / f"{label}-q4_0.gguf"
     t = time.time()
-    export_gguf(qdir, gguf, "q4_0")
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):  # no progress bar in the log
+        export_gguf(qdir, gguf, "q4_0")
     gguf_s = time.time() - t
     vocab = load_config(qdir).vocab_size
     rng = np.random.default_rng(1)
     prompt = rng.integers(10, min(vocab, 400), size=args.prompt).tolist()
-    ort = bench_ort(onnx_dir, prompt, args.decode, args.repeats, args.threads)
-    llama = bench_llama(gguf, prompt, args.decode, args.repeats, args.threads)
+    print(f"   gguf export {gguf_s:.1f} s", flush=True)
+    res = side_by_side(onnx_dir, gguf, prompt, args)
+    ort, llama = res["ort"], res["llama"]
     row = {
         "model": label,
         **exp,

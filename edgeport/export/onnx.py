@@ -17,11 +17,15 @@ The cache holds only the latent: L = kv_lora_rank + qk_rope_head_dim values per 
 onnxruntime-genai as two equal halves `past_key_values.N.key` = latent[..., :L/2] and `.value` = latent[..., L/2:],
 each [B, 1, T, L/2] (genai requires equal key/value widths). When L is odd the latent gets one zero column.
 
+Tokenizer: tokenizer.json / tokenizer_config.json are copied next to the model. onnxruntime-genai 0.18's
+`og.Tokenizer` rejects the Youtu pre-tokenizer regex ("Invalid regex ... \\p{M} ..."), so apps tokenize with
+edgeport's tokenizer (tokenizers / the Java BPE) and feed ids to `og.Generator.append_tokens`.
+
 Precisions: fp32 (float MatMul), fp16 (fp16 weights on disk, fp32 compute: the CPU EP has few fp16 kernels),
 int8/int4 (com.microsoft MatMulNBits, accuracy_level=4, holding exactly the integer codes of the quantized
 checkpoint, docs/QUANT_FORMAT.md; a float checkpoint is quantized with quant's RTN first). The absorbed W_UK/W_UV
-per-head matrices enter the attention function as float: their values are exactly code * scale (exact in fp32),
-because MatMulNBits has no batched (per-head) weights.
+(quant's k_b / v_b) enter the attention function as MatMulNBits codes too, multiplied head by head (ORT has no
+batched-weight NBits op); when they are float in the checkpoint (rows not a multiple of 32) they enter as float.
 """
 
 from __future__ import annotations
