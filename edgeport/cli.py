@@ -254,31 +254,48 @@ def validate(
 
 
 def _print_validate(report: dict, folder: Path) -> None:
-    t = Table(title=f"edgeport validate {folder}: {'PASSED' if report['passed'] else 'FAILED'}")
-    for col in ("runtime", "artifact", "max|Δ|", "KL", "top-1", "greedy", "tok", "PPL", "tools", "status"):
-        t.add_column(col, justify="left" if col in ("runtime", "artifact", "status") else "right")
+    from rich import box
+
+    t = Table(
+        title=f"edgeport validate {folder}: {'PASSED' if report['passed'] else 'FAILED'}", box=box.SIMPLE
+    )
+    for col in ("runtime", "precision", "max|Δ|", "KL", "top-1", "greedy", "tok", "PPL", "tools", "status"):
+        t.add_column(
+            col, justify="left" if col in ("runtime", "precision", "status") else "right", no_wrap=True
+        )
+    failures = []
     for r in report["rows"]:
         if r["status"] == "skipped":
             continue
         style = {"pass": "green", "reference": "cyan", "fail": "red", "error": "red"}[r["status"]]
-        status = f"[{style}]{r['status']}[/]" + (f" {'; '.join(r['failures'])}" if r["failures"] else "")
+        if r["failures"]:
+            failures.append(
+                f"[red]{r['status']}[/] {r['runtime']} {r['artifact']}: {'; '.join(r['failures'])}"
+            )
         tok = f"{r['tokenizer_match']}/{r['tokenizer_total']}" if r.get("tokenizer_total") else "–"
         t.add_row(
             r["runtime"],
-            r["artifact"],
+            r["precision"],
             _num(r.get("max_abs"), ".1e"),
             _num(r.get("kl"), ".1e"),
             _num(r.get("top1"), ".0%"),
             str(r.get("greedy_match", "ref")),
             tok,
-            _num(r.get("ppl"), ".2f"),
+            _num(r.get("ppl"), ".4g"),
             _num(r.get("tool_success"), ".0%"),
-            status,
+            f"[{style}]{r['status']}[/]",
         )
-    console.print(t)
+    _wide().print(t)
+    for line in failures:
+        console.print(line, highlight=False, soft_wrap=True)
     for name, why in report["skipped"].items():
-        console.print(f"[yellow]skipped[/] {name}: {why}")
-    console.print(f"report: {Path(folder) / 'report.md'} (+ .json, .png)")
+        console.print(f"[yellow]skipped[/] {name}: {why}", highlight=False, soft_wrap=True)
+    console.print(f"report: {Path(folder) / 'report.md'} (+ .json, .png)", highlight=False, soft_wrap=True)
+
+
+def _wide() -> Console:
+    """The console, at least 120 columns wide when it is not a terminal (piped tables stay one row per line)."""
+    return console if console.is_terminal else Console(width=max(console.width, 120))
 
 
 def _num(x, spec: str) -> str:
@@ -302,7 +319,7 @@ def bench(
     result = run_bench(
         folder, prompt_tokens=prompt, new_tokens=tokens, repeats=repeats, threads=threads, runtimes=runtime
     )
-    console.print(table(result))
+    _wide().print(table(result))
     for name, why in result["skipped"].items():
         console.print(f"[yellow]skipped[/] {name}: {why}")
     console.print(f"json: {Path(folder) / BENCH_FILE}")
