@@ -283,34 +283,35 @@ def bench(
 
 
 def table(result: dict[str, Any]):
-    """A rich Table of a bench result."""
+    """A rich Table of a bench result (weights B/tok: weight bytes read per decoded token; %BW: decode tok/s as a
+    fraction of copy bandwidth / weight bytes per token)."""
+    from rich import box
     from rich.table import Table
 
     m = result["machine"]
-    t = Table(
-        title=f"edgeport bench ({m['system']}, {m['threads']} threads, copy bandwidth "
-        f"{m['copy_gbps_best']:.1f} GB/s)"
-    )
-    for col in (
+    title = f"edgeport bench ({m['system']}, {m['threads']} threads, copy bandwidth {m['copy_gbps_best']:.1f} GB/s)"
+    t = Table(title=title, box=box.SIMPLE)
+    cols = (
         "runtime",
-        "artifact",
-        "prefill tok/s",
-        "decode tok/s",
+        "precision",
+        "prefill t/s",
+        "decode t/s",
         "TTFT ms",
-        "peak RSS MiB",
+        "RSS MiB",
         "file MiB",
-        "KV B/token",
-        "weights B/token",
-        "% of BW bound",
-    ):
-        t.add_column(col, justify="left" if col in ("runtime", "artifact") else "right")
+        "KV B/tok",
+        "weights B/tok",
+        "%BW",
+    )
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("runtime", "precision") else "right", no_wrap=True)
     for r in result["rows"]:
         if r["status"] != "ok":
-            t.add_row(r["runtime"], r["artifact"], f"[red]{r['error'][:60]}[/]")
+            t.add_row(r["runtime"], r["precision"], f"[red]{r['error'][:70]}[/]")
             continue
         t.add_row(
             r["runtime"],
-            r["artifact"],
+            r["precision"],
             f"{r['prefill_tok_s']:.0f}",
             f"{r['decode_tok_s']:.1f}" if r["decode_tok_s"] else "–",
             f"{r['ttft_ms']:.1f}",
