@@ -189,6 +189,7 @@ class Inputs:
             raise EdgeportError("the reference checkpoint has no tokenizer.json", checkpoint)
         self.hf = Tokenizer.from_file(str(path))
         cfg = load_config(checkpoint)
+        self.context = cfg.max_position_embeddings
         n_ids = min(n_ids, cfg.max_position_embeddings - GREEDY_TOKENS - 1)
         self.ids = heldout_ids(self.hf, n_ids)
         self.prompt = self.ids[:PROMPT_TOKENS]
@@ -250,7 +251,7 @@ def agent_success(rt, inputs: Inputs) -> float | None:
     from edgeport.agent import evaluate
 
     tok, episodes = inputs.episodes()
-    return float(evaluate(rt.generate, tok, episodes)["success_rate"])
+    return float(evaluate(rt.generate, tok, episodes, max_context=inputs.context)["success_rate"])
 
 
 def measure(rt, inputs: Inputs, ref: dict[str, Any] | None) -> dict[str, Any]:
