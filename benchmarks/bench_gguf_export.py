@@ -105,7 +105,9 @@ def decode_speed(path: Path, threads: int, n_new: int = 32, repack: bool = True)
     return n_new / statistics.median(times), kv, path.stat().st_size / 2**20
 
 
-def quality(work: Path, threads: int, log: Path) -> list[tuple[str, float, float]]:
+def quality(
+    work: Path, threads: int, log: Path, folder: Path | None = None
+) -> list[tuple[str, float, float]]:
     """KL(fp32 || artifact) and top-1 agreement on held-out text with the embedded default model."""
     import torch
 
@@ -115,7 +117,7 @@ def quality(work: Path, threads: int, log: Path) -> list[tuple[str, float, float
     from edgeport.quantize import calibration_ids, quantize_checkpoint
     from runtimes.llamacpp import LlamaCpp
 
-    folder = default_model_path()
+    folder = folder or default_model_path()
     windows = [[int(i) for i in w] for w in calibration_ids(folder, None, 1024, 256, split="val")][:4]
     model = load_model(folder)
     with torch.no_grad():
@@ -149,15 +151,19 @@ def quality(work: Path, threads: int, log: Path) -> list[tuple[str, float, float
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", type=Path, help="checkpoint folder (benchmarks/make_youtu_2b.py)")
+    ap.add_argument("model", type=Path, nargs="?", help="checkpoint folder (benchmarks/make_youtu_2b.py)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-gguf"))
     ap.add_argument("--convert", type=Path, default=None, help="llama.cpp's convert_hf_to_gguf.py")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--skip-decode", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--quality-model", type=Path, default=None, help="instead of the embedded default model")
+    ap.add_argument("--quality-only", action="store_true", help="only the default-model quality line")
     args = ap.parse_args()
     work, log = args.work, args.work / "bench.log"
     work.mkdir(parents=True, exist_ok=True)
+    if args.quality_only:
+        return print_quality(work, args.threads, log, args.quality_model)
     convert = find_converter(args.convert)
     runner = work / "run_convert.py"
     runner.write_text(RUNNER)
@@ -229,14 +235,18 @@ def main() -> None:
             print(f"| {label} | {size:.0f} | {tps:.2f} | {kv:,} | {exp / kv:.1f}x smaller |", flush=True)
 
     if not args.skip_quality:
-        try:
-            rows = quality(work, args.threads, log)
-        except Exception as e:  # the default model may not be built on this machine
-            print(f"\nquality: skipped ({type(e).__name__}: {e})")
-        else:
-            print("\n| default model, held-out text | KL vs fp32 | top-1 agreement |\n|---|---|---|")
-            for label, kl, top1 in rows:
-                print(f"| {label} | {kl:.4f} | {top1:.3f} |")
+        print_quality(work, args.threads, log, args.quality_model)
+
+
+def print_quality(work: Path, threads: int, log: Path, folder: Path | None = None) -> None:
+    try:
+        rows = quality(work, threads, log, folder)
+    except Exception as e:  # the default model may not be built on this machine
+        print(f"\nquality: skipped ({type(e).__name__}: {e})")
+        return
+    print(f"\n| {folder or 'default model'}, held-out text | KL vs fp32 | top-1 agreement |\n|---|---|---|")
+    for label, kl, top1 in rows:
+        print(f"| {label} | {kl:.4f} | {top1:.3f} |")
 
 
 if __name__ == "__main__":
