@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import time
@@ -27,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 # The recipe of the shipped model. Tuned for ~10-15 minutes on 2 CPU cores.
 RECIPE = dict(
     preset="tiny",
-    steps=500,
+    steps=260,
     batch_size=8,
     seq_len=512,
     grad_accum=1,
@@ -107,6 +108,9 @@ def install(ckpt: Path, metrics: dict) -> None:
         if src.is_file():
             with atomic_file(HERE / name) as f, open(src, "rb") as g:
                 shutil.copyfileobj(g, f)
+    for name in ("config.json", "model.safetensors", *TOKENIZER_FILES):
+        if (HERE / name).is_file():
+            os.chmod(HERE / name, 0o644)  # atomic_file's temporary files are 0600
     with atomic_file(HERE / "metrics.json", "w") as f:
         f.write(json.dumps(metrics, indent=2) + "\n")
     with atomic_file(HERE / "TRAINING.md", "w") as f:
@@ -135,6 +139,8 @@ curriculum ({m["recipe"]["stages"]}).
 | tool-use success, {a["n"]} held-out tasks | {a["success_rate"]:.1%} (echo baseline {a["baseline_echo"]:.1%}) |
 | valid tool-call JSON | {a["valid_json_rate"]} |
 | success by kind | {", ".join(f"{k} {v:.0%}" for k, v in a["by_kind"].items())} |
+
+{m.get("note", "")}
 
 Held-out tasks come from a disjoint seed stream, and half of them use user paraphrases never seen in training.
 The checkpoint is float32; `edgeport quantize` makes the int8 / int4 variants.
