@@ -55,13 +55,15 @@ class Gate:
 
 
 # fp32 artifacts differ from torch only by summation order; f16 weights round each weight by ~2^-11 (and
-# llama.cpp also rounds activations to f16 in its matmuls). Quantized bounds follow anchors.md A3 (llama.cpp
-# 8B figures x ~1.5 for small models) with room for the tiny test models, whose logits are sharper.
+# llama.cpp also rounds activations to f16 in its matmuls), which may flip a near-tie argmax but no greedy token.
+# Quantized bounds follow anchors.md A3 (proposed 2B gates: Q8_0 KL <= 0.003, RTN int4 KL <= ~0.1). Top-1 is
+# looser than the 8B figures: the tiny default model's distributions are flat (its measured agreement: q8_0
+# 96-98%, q4_0 82-84% at KL 2e-4 / 9e-3), so near-ties flip more often at the same KL.
 GATES: dict[str, Gate] = {
     "fp32": Gate(max_abs=2e-3, top1=1.0, greedy_exact=True),
-    "f16": Gate(max_abs=5e-2, top1=0.99, greedy_exact=True),
-    "int8": Gate(kl=1e-2, top1=0.95),
-    "int4": Gate(kl=0.15, top1=0.8),
+    "f16": Gate(max_abs=5e-2, top1=0.97, greedy_exact=True),
+    "int8": Gate(kl=3e-3, top1=0.9),
+    "int4": Gate(kl=0.1, top1=0.7),
 }
 
 # Mixed text for the tokenizer check: English, CJK, digits, code, emoji, chat markup, odd whitespace.
