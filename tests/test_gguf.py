@@ -173,16 +173,19 @@ def test_odd_dims_fall_back_to_float(hf_checkpoint, tmp_path):
     assert kl < 1e-2 and top1 >= 0.9, (kl, top1)
 
 
-def test_quantized_checkpoint_is_packed_not_rerounded(block_checkpoint, tmp_path):
+def test_quantized_checkpoint_is_packed_not_rerounded(block_checkpoint, tmp_path, monkeypatch):
     """A quantized folder's GGUF holds exactly pack_gguf(stored codes); it equals exporting the float folder with
-    the same type (one RTN code path); llama.cpp on it matches torch on the dequantized weights."""
+    the same type (one RTN code path, here rounded in many small row chunks on the thread pool); llama.cpp on it
+    matches torch on the dequantized weights."""
     from edgeport.quantize import quantize_checkpoint
     from quant.checkpoint import QuantTensor, iter_quantized
     from runtimes.torch_ref import TorchRef
 
     qdir = quantize_checkpoint(block_checkpoint, tmp_path / "q4", scheme="q4_0", method="rtn", progress=False)
     from_q = export_gguf(qdir, tmp_path / "from_q.gguf", progress=False)
+    monkeypatch.setattr(G, "CHUNK_BYTES", 1024)  # a few rows per chunk
     from_f = export_gguf(block_checkpoint, tmp_path / "from_f.gguf", "q4_0", progress=False)
+    monkeypatch.undo()
     tq, tf = _tensors(from_q), _tensors(from_f)
     checked = 0
     for name, t in iter_quantized(qdir):

@@ -20,7 +20,9 @@ import os
 import re
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,22 @@ class Planned:
         return int(np.prod(self.shape)) // block * size
 
 
+def parallel(
+    fn: Callable[[Any], np.ndarray], items: Iterable[Any], workers: int | None = None
+) -> Iterator[np.ndarray]:
+    """fn over items on a thread pool (numpy and torch release the GIL), results in order, at most 2 * workers
+    chunks in flight, so memory stays bounded while reading, rounding and writing overlap."""
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[np.ndarray]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _row_chunks(rows: int, row_values: int) -> Iterator[tuple[int, int]]:
     step = max(1, CHUNK_BYTES // (4 * max(row_values, 1)))
     for a in range(0, rows, step):
@@ -255,8 +273,9 @@ def plan_float(folder: Path, cfg: YoutuConfig, type: str) -> list[Planned]:
             if len(shape) == 1:
                 yield encode(w.read(hf).float(), t)
                 return
-            for a, b in _row_chunks(shape[0], shape[1]):
-                yield encode(w.read(hf, a, b).float(), t)
+            yield from parallel(
+                lambda ab: encode(w.read(hf, *ab).float(), t), _row_chunks(shape[0], shape[1])
+            )
 
         return gen
 
@@ -339,8 +358,7 @@ def plan_quantized(folder: Path, cfg: YoutuConfig) -> tuple[list[Planned], str]:
             if order is not None or len(want) == 1:
                 yield encode(order=order)
                 return
-            for a, b in _row_chunks(want[0], want[1]):
-                yield encode(a, b)
+            yield from parallel(lambda ab: encode(*ab), _row_chunks(want[0], want[1]))
 
         return gen
 
