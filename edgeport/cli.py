@@ -294,8 +294,8 @@ def _print_validate(report: dict, folder: Path) -> None:
 
 
 def _wide() -> Console:
-    """The console, at least 120 columns wide when it is not a terminal (piped tables stay one row per line)."""
-    return console if console.is_terminal else Console(width=max(console.width, 120))
+    """The console, at least 150 columns wide when it is not a terminal (piped tables stay one row per line)."""
+    return console if console.is_terminal else Console(width=max(console.width, 150))
 
 
 def _num(x, spec: str) -> str:
@@ -321,7 +321,7 @@ def bench(
     )
     _wide().print(table(result))
     for name, why in result["skipped"].items():
-        console.print(f"[yellow]skipped[/] {name}: {why}")
+        console.print(f"[yellow]skipped[/] {name}: {why}", highlight=False, soft_wrap=True)
     console.print(f"json: {Path(folder) / BENCH_FILE}")
 
 
