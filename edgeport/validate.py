@@ -456,10 +456,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
         if g["kl"] is not None:
             a.axhline(g["kl"], color=colors[k], ls="--", lw=0.8, label=f"{k} KL gate")
     a.legend(fontsize=7)
-    succ = [r.get("tool_success") or 0.0 for r in rows]
-    b.bar(range(len(rows)), succ, color=c)
-    b.set_ylim(0, 1.05)
-    b.set_ylabel("tool-use success")
+    succ = [100 * (r.get("tool_success") or 0.0) for r in rows]
+    b.bar_label(b.bar(range(len(rows)), succ, color=c), fmt="%.0f%%", fontsize=7)
+    b.set_ylim(0, 110)
+    b.set_ylabel(f"tool-use success, % of {report['inputs']['agent_episodes']} episodes")
     b.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
     fig.tight_layout()
     with atomic_file(path) as f:
