@@ -242,7 +242,8 @@ def test_bad_input_one_line_and_no_output(tmp_path, block):
     (bad / "model.safetensors").write_bytes(b"not a safetensors file")
     res = CliRunner().invoke(app, ["export", "onnx", str(bad), "--out", str(tmp_path / "out2")])
     assert res.exit_code == 2, res.output
-    assert len(res.output.strip().splitlines()) == 1 and "error" in res.output
+    visible = [ln.split("\r")[-1] for ln in res.output.split("\n") if ln.split("\r")[-1].strip()]
+    assert len(visible) == 1 and visible[0].startswith("error:"), res.output
     assert not (tmp_path / "out2").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 

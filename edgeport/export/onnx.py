@@ -52,6 +52,7 @@ MLA_DOMAIN = "edgeport.mla"
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 BLOCK = 32
 EXTERNAL_DATA_BYTES = 1_500_000_000  # above this many initializer bytes, weights go to model.onnx.data
+ORT_FORMAT_MAX_BYTES = 1_900_000_000  # .ort is one flatbuffer (2 GiB limit, no external data)
 NEG = -3.0e38  # masked score (finite, so a fully masked row gives a uniform softmax instead of NaN)
 
 
@@ -415,7 +416,9 @@ def build_graph(
 
     residual, h, delta = x, None, ""
     eps = cfg.rms_norm_eps
-    for i in tqdm(range(nL), desc="onnx graph", unit="layer", disable=not progress, leave=False):
+    for i in tqdm(
+        range(nL), desc="onnx graph", unit="layer", disable=None if progress else True, leave=False
+    ):
         p = f"model.layers.{i}"
         ln_in = F(f"{p}.input_layernorm.weight")
         if i == 0:
@@ -717,20 +720,54 @@ def export_onnx(
         raise EdgeportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if out_dir.resolve() == model_dir.resolve():
         raise EdgeportError("output folder must differ from the checkpoint folder", out_dir)
+    from tqdm import tqdm
+
+    stages = tqdm(
+        total=4, desc="export onnx", unit="stage", disable=None if progress else True, leave=False, delay=1.0
+    )
+    try:
+        return _export(model_dir, out_dir, precision, mobile, progress, accuracy_level, stages)
+    finally:
+        stages.close()  # leave=False: the bar is erased, so an error stays the only line
+
+
+def _export(
+    model_dir: Path,
+    out_dir: Path,
+    precision: str,
+    mobile: bool,
+    progress: bool,
+    accuracy_level: int,
+    stages: Any,
+) -> Path:
+    stages.set_postfix_str("read weights")
     cfg, weights = load_weights(model_dir, precision, progress=progress)
+    stages.update()
+    stages.set_postfix_str("build graph")
     model = build_graph(cfg, weights, precision, progress=progress, accuracy_level=accuracy_level)
     del weights
     init_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
     external = init_bytes > EXTERNAL_DATA_BYTES
+    if mobile and init_bytes > ORT_FORMAT_MAX_BYTES:
+        stages.write(
+            f"note: {init_bytes / 2**30:.1f} GiB of weights exceed the ORT format's 2 GiB flatbuffer "
+            "limit: no model.ort (export int4/int8 for ORT Mobile)"
+        )
+        mobile = False
+    stages.update()
     with atomic_dir(out_dir) as tmp:
+        stages.set_postfix_str("save model.onnx")
         save_model(model, tmp, external)
         del model
         for name in TOKENIZER_FILES:
             if (model_dir / name).is_file():
                 shutil.copyfile(model_dir / name, tmp / name)
         (tmp / "genai_config.json").write_text(json.dumps(genai_config(cfg), indent=2) + "\n")
+        stages.update()
         if mobile:
+            stages.set_postfix_str("convert to model.ort")
             convert_to_ort(tmp)
+        stages.update()
     return out_dir
 
 
