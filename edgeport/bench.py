@@ -238,7 +238,7 @@ def bench(
             }
             ok, why = t.available()
             if not ok:
-                skipped.setdefault(t.runtime, why)
+                skipped.setdefault(t.runtime if not t.pair.available()[0] else t.label, why)
                 bar.advance(task)
                 continue
             try:

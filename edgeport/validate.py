@@ -324,7 +324,7 @@ def validate(
             bar.update(task, description=f"{t.label:<32}")
             ok, why = t.available()
             if not ok:
-                skipped.setdefault(t.runtime, why)
+                skipped.setdefault(t.runtime if not t.pair.available()[0] else t.label, why)
                 rows.append(_row(t, folder, {}, [], "skipped", why))
                 bar.advance(task)
                 continue

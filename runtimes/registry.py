@@ -37,6 +37,7 @@ class Pair:
     kwargs: dict = field(default_factory=dict)
     note: str = ""
     threads_kw: str | None = None  # the constructor's thread-count argument, if it has one
+    needs: str = ""  # a file the artifact folder must hold for this runtime (else the pair is skipped)
 
     def load_class(self) -> type[Runtime]:
         module, cls = self.target.split(":")
@@ -66,6 +67,7 @@ PAIRS: list[Pair] = [
         "runtimes.ort:OrtMobile",
         note="CPU EP, model.ort (ORT format)",
         threads_kw="threads",
+        needs="model.ort",
     ),
     Pair("onnxruntime-genai", "onnx", "runtimes.ort:OrtGenai", note="og.Generator"),
     Pair(
@@ -123,7 +125,11 @@ class Target:
         return f"{self.pair.runtime} {self.artifact.precision}"
 
     def available(self) -> tuple[bool, str]:
-        return self.pair.available()
+        """The runtime's own availability, then the artifact's (e.g. no model.ort above ORT's 2 GiB limit)."""
+        ok, why = self.pair.available()
+        if ok and self.pair.needs and not (self.artifact.path / self.pair.needs).is_file():
+            return False, f"{self.artifact.path.name} has no {self.pair.needs} (the exporter skipped it)"
+        return ok, why
 
     def build(self, threads: int | None = None) -> Runtime:
         kw = dict(self.pair.kwargs)
