@@ -167,8 +167,12 @@ def run_model(label: str, qdir: Path, work: Path, args: argparse.Namespace) -> d
     )
     gguf = work / f"{label}-q4_0.gguf"
     t = time.time()
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):  # no progress bar in the log
-        export_gguf(qdir, gguf, "q4_0")
+    if not (args.reuse and gguf.is_file()):
+        with (
+            open(os.devnull, "w") as devnull,
+            contextlib.redirect_stderr(devnull),
+        ):  # no progress bar in the log
+            export_gguf(qdir, gguf, "q4_0")
     gguf_s = time.time() - t
     vocab = load_config(qdir).vocab_size
     rng = np.random.default_rng(1)
@@ -212,6 +216,9 @@ def main() -> None:
     ap.add_argument("--decode", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-2b", action="store_true")
+    ap.add_argument(
+        "--reuse", action="store_true", help="Reuse exports already in --work (time runtimes only)."
+    )
     ap.add_argument("--shape", default="youtu-2b", help="Preset of the random model (tiny for a smoke run).")
     ap.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temp folder).")
     ap.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
