@@ -54,6 +54,8 @@ def encode_docs(model_dir: str | Path, docs: list[str], cfg: YoutuConfig) -> lis
         raise EdgeportError("missing tokenizer.json (needed to tokenize calibration text)", model_dir)
     tok = Tokenizer.from_file(str(path))
     eos = cfg.eos_token_id[0] if isinstance(cfg.eos_token_id, list) else cfg.eos_token_id
+    if eos is None or eos >= cfg.vocab_size:  # config.json's id does not fit this vocab: ask the tokenizer
+        eos = tok.token_to_id("<|end_of_text|>")
     ids: list[int] = []
     for enc in tok.encode_batch(docs, add_special_tokens=False):
         ids += enc.ids + ([eos] if eos is not None else [])
