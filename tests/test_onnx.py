@@ -149,7 +149,7 @@ def _kl_top1(p_logits: np.ndarray, q_logits: np.ndarray) -> tuple[float, float]:
     return kl, float((p_logits.argmax(-1) == q_logits.argmax(-1)).mean())
 
 
-@pytest.mark.parametrize("precision,kl_bound,top1_bound", [("int8", 2e-3, 0.95), ("int4", 0.08, 0.75)])
+@pytest.mark.parametrize("precision,kl_bound,top1_bound", [("int8", 1e-4, 0.97), ("int4", 2e-3, 0.9)])
 def test_quantized_kl_and_top1_vs_fp32(block, tmp_path, precision, kl_bound, top1_bound):
     ckpt, fp32 = block
     q = export_onnx(ckpt, tmp_path / precision, precision, mobile=False, progress=False)
@@ -269,4 +269,4 @@ def test_ort_int4_agrees_with_llama_cpp_q4_0(block, tmp_path):
     ref = TorchRef(qdir).logits(ids)
     kl, top1 = _kl_top1(a, b)
     # both quantize activations to int8 per block (different kernels), so agreement is close, not bitwise
-    assert kl < 5e-3 and top1 == 1.0, (kl, top1, np.abs(a - ref).max(), np.abs(b - ref).max())
+    assert kl < 5e-4 and top1 == 1.0, (kl, top1, np.abs(a - ref).max(), np.abs(b - ref).max())
