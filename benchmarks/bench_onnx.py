@@ -161,7 +161,10 @@ def run_model(label: str, qdir: Path, work: Path, args: argparse.Namespace) -> d
 
     print(f"== {label}: {qdir}", flush=True)
     onnx_dir = work / f"{label}-onnx-int4"
-    exp = timed_export(qdir, onnx_dir)
+    if args.reuse and (onnx_dir / "model.onnx").is_file():
+        exp = {"export_s": float("nan"), "export_peak_rss_gib": float("nan")}
+    else:
+        exp = timed_export(qdir, onnx_dir)
     print(
         f"   onnx export {exp['export_s']:.1f} s, peak RSS {exp['export_peak_rss_gib']:.2f} GiB", flush=True
     )
