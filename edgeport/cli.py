@@ -279,7 +279,7 @@ def _print_validate(report: dict, folder: Path) -> None:
             _num(r.get("max_abs"), ".1e"),
             _num(r.get("kl"), ".1e"),
             _num(r.get("top1"), ".0%"),
-            str(r.get("greedy_match", "ref")),
+            f"{r['greedy_match']}/{r['greedy_total']}" if "greedy_match" in r else "ref",
             tok,
             _num(r.get("ppl"), ".4g"),
             _num(r.get("tool_success"), ".0%"),

@@ -170,8 +170,9 @@ def gate_failures(row: dict[str, Any], gate: Gate) -> list[str]:
         out.append(f"KL {row['kl']:.3g} > {gate.kl:g}")
     if gate.top1 is not None and not row["top1"] >= gate.top1:
         out.append(f"top-1 {row['top1']:.1%} < {gate.top1:.0%}")
-    if gate.greedy_exact and row["greedy_match"] < GREEDY_TOKENS:
-        out.append(f"greedy {row['greedy_match']}/{GREEDY_TOKENS}")
+    total = row.get("greedy_total", GREEDY_TOKENS)
+    if gate.greedy_exact and row["greedy_match"] < total:
+        out.append(f"greedy {row['greedy_match']}/{total}")
     if row.get("tokenizer_match") is not None and row["tokenizer_match"] < row["tokenizer_total"]:
         out.append(f"tokenizer {row['tokenizer_match']}/{row['tokenizer_total']} texts")
     return out
@@ -194,7 +195,8 @@ class Inputs:
         self.context = cfg.max_position_embeddings
         n_ids = min(n_ids, cfg.max_position_embeddings - GREEDY_TOKENS - 1)
         self.ids = heldout_ids(self.hf, n_ids)
-        self.prompt = self.ids[:PROMPT_TOKENS]
+        self.eos = [i for i in [self.hf.token_to_id("<|end_of_text|>")] if i is not None]
+        self.prompt = chat_prompt(self.hf, self.context - GREEDY_TOKENS) or self.ids[:PROMPT_TOKENS]
         self.texts = TOKENIZER_TEXTS
         self.hf_tokens = [self.hf.encode(t, add_special_tokens=False).ids for t in self.texts]
         self.n_episodes = episodes
@@ -211,6 +213,19 @@ class Inputs:
             self._episodes = generate_episodes(self.n_episodes, seed=self.seed, split="eval")
             self._tok = load_tokenizer(self.checkpoint)
         return self._tok, self._episodes
+
+
+def chat_prompt(tok, max_len: int) -> list[int] | None:
+    """The greedy-decode prompt: the first held-out agent episode's user turn, ready for the assistant (a trained
+    model answers it with a tool call, so the 32 greedy tokens exercise real decoding, not an early EOS)."""
+    from edgeport.chat import render
+    from edgeport.data import generate_episodes
+
+    ep = generate_episodes(1, seed=0, split="eval")[0]
+    turn = next(i for i, m in enumerate(ep.messages) if m.get("role") == "user")
+    text = render(ep.messages[: turn + 1], ep.tools, add_generation_prompt=True, enable_thinking=False)
+    ids = tok.encode(text, add_special_tokens=False).ids
+    return ids if len(ids) <= max_len else None
 
 
 def heldout_ids(tok, n: int) -> list[int]:
@@ -260,11 +275,14 @@ def measure(rt, inputs: Inputs, ref: dict[str, Any] | None) -> dict[str, Any]:
     """All figures for one runtime; against `ref` (the reference's own figures) unless this is the reference."""
     t0 = time.perf_counter()
     logits = rt.logits(inputs.ids)
-    greedy = [int(t) for t in rt.generate(inputs.prompt, GREEDY_TOKENS, ())]
+    greedy = [
+        int(t) for t in rt.generate(inputs.prompt, GREEDY_TOKENS, inputs.eos)
+    ]  # every runtime stops at EOS
     row: dict[str, Any] = {"ppl": perplexity(logits, inputs.ids), "greedy": greedy}
     if ref is not None:
         row.update(compare_logits(ref["logits"], logits))
         row["greedy_match"] = matching_prefix(ref["greedy"], greedy)
+        row["greedy_total"] = len(ref["greedy"])
     try:
         toks = [list(rt.tokenize(t)) for t in inputs.texts]
     except NotImplementedError:
@@ -356,7 +374,7 @@ def validate(
         "machine": f"{platform.system()} {platform.machine()} {platform.processor()}".strip(),
         "inputs": {
             "heldout_ids": len(inputs.ids),
-            "greedy_prompt": PROMPT_TOKENS,
+            "greedy_prompt": len(inputs.prompt),
             "greedy_tokens": GREEDY_TOKENS,
             "tokenizer_texts": len(inputs.texts),
             "agent_episodes": episodes,
@@ -409,7 +427,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         if r["status"] == "skipped":
             continue
         tok = f"{r['tokenizer_match']}/{r['tokenizer_total']}" if r.get("tokenizer_total") else "–"
-        greedy = f"{r['greedy_match']}/{GREEDY_TOKENS}" if "greedy_match" in r else "(ref)"
+        greedy = f"{r['greedy_match']}/{r['greedy_total']}" if "greedy_match" in r else "(ref)"
         status = r["status"] if not r["failures"] else f"**{r['status']}**: {'; '.join(r['failures'])}"
         lines.append(
             f"| {r['runtime']} | {r['artifact']} | {_fmt(r.get('max_abs'), '.2e')} | {_fmt(r.get('kl'), '.2e')} "
@@ -427,8 +445,8 @@ def markdown(report: dict[str, Any]) -> str:
     return (
         f"# edgeport validate: {verdict}\n\n"
         f"Export `{report['export']}` on {report['machine']}. Reference: {report['reference']}.\n"
-        f"Logits on {inp['heldout_ids']} held-out ids (teacher forced); greedy {inp['greedy_tokens']} tokens after "
-        f"{inp['greedy_prompt']}; tokenizer on {inp['tokenizer_texts']} mixed texts (HF vs the runtime's own); "
+        f"Logits on {inp['heldout_ids']} held-out ids (teacher forced); greedy up to {inp['greedy_tokens']} tokens "
+        f"(stopping at EOS) after a {inp['greedy_prompt']}-token held-out agent prompt; tokenizer on {inp['tokenizer_texts']} mixed texts (HF vs the runtime's own); "
         f"tool success on {inp['agent_episodes']} held-out episodes. KL vs same codes: against torch running the "
         "dequantized codes of the same quantized checkpoint (isolates runtime arithmetic from rounding).\n\n"
         + markdown_table(report)

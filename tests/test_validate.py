@@ -73,7 +73,9 @@ def test_validate_passes_with_every_runtime(export_dir: Path, report: dict) -> N
         assert math.isfinite(r["ppl"]) and r["ppl"] > 1, r
         assert r["tool_success"] is not None and 0.0 <= r["tool_success"] <= 1.0
         if r["status"] == "pass":
-            assert math.isfinite(r["kl"]) and 0 <= r["top1"] <= 1 and 0 <= r["greedy_match"] <= GREEDY_TOKENS
+            assert (
+                math.isfinite(r["kl"]) and 0 <= r["top1"] <= 1 and 0 <= r["greedy_match"] <= r["greedy_total"]
+            )
     by = {(r["runtime"], r["precision"]): r for r in rows}
     # the same fp32 weights through torch, ORT and ORT-format agree to float rounding
     for rt in ("torch-absorbed", "onnxruntime", "ort-mobile", "onnxruntime-genai"):
