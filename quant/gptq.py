@@ -10,25 +10,29 @@ the exporters never know which method made them.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from quant.formats import BLOCK, F32, BlockFormat
 
 
 def hessian_inverse_factor(h: np.ndarray, damp: float = 0.01) -> np.ndarray:
     """Upper Cholesky factor U of (H + damp * mean(diag H) * I)^-1, the only form of H GPTQ needs."""
-    h = np.array(h, dtype=np.float64)
-    diag = np.diag(h)
-    dead = diag <= 0
-    h[dead, dead] = 1.0  # inputs that are always zero: any weight is as good; keep H positive definite
-    mean = float(np.mean(np.diag(h)))
-    for scale in (1.0, 10.0, 100.0, 1000.0):
-        try:
-            hd = h + np.eye(len(h)) * (damp * scale * mean)
-            hinv = np.linalg.inv(np.linalg.cholesky(hd))  # L^-1
-            hinv = hinv.T @ hinv  # (L L^T)^-1
-            return np.linalg.cholesky(hinv).T.astype(F32)
-        except np.linalg.LinAlgError:
-            continue
+    ht = torch.tensor(h, dtype=torch.float64)
+    dead = torch.diagonal(ht) <= 0
+    ht[dead, dead] = 1.0  # inputs that are always zero: any weight is as good; keep H positive definite
+    eye = torch.eye(len(ht), dtype=torch.float64) * torch.diagonal(ht).mean() * damp
+    threads = torch.get_num_threads()
+    if len(ht) <= 2048:  # small factorizations: one thread beats waking (or fighting for) a thread pool
+        torch.set_num_threads(1)
+    try:
+        for scale in (1.0, 10.0, 100.0, 1000.0):
+            chol, info = torch.linalg.cholesky_ex(ht + eye * scale)
+            if int(info) == 0:
+                u, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(chol), upper=True)
+                if int(info) == 0:
+                    return u.float().numpy()
+    finally:
+        torch.set_num_threads(threads)
     raise np.linalg.LinAlgError("calibration Hessian is not positive definite even with heavy damping")
 
 
@@ -42,35 +46,31 @@ def gptq_quantize(
         raise ValueError(f"GPTQ needs cols % {BLOCK} == 0 and H [cols, cols]; got W {w.shape}, H {h.shape}")
     batch = max(BLOCK, batch // BLOCK * BLOCK)
     u = hessian_inverse_factor(h, damp)
-    w[:, np.diag(np.asarray(h)) <= 0] = 0.0
-    nb = cols // BLOCK
-    codes = np.empty((rows, cols), np.int8 if fmt.bits == 8 else np.uint8)
-    stored: list[list[np.ndarray]] = [[] for _ in range(3 if fmt.asymmetric else 2)]
+    wt = np.ascontiguousarray(w.T)  # [cols, rows]: each column of W is a contiguous row here
+    wt[np.diag(np.asarray(h)) <= 0] = 0.0
+    codes = np.empty((cols, rows), np.int8 if fmt.bits == 8 else np.uint8)
+    stored: list[list[np.ndarray]] = [[], []]
     for i1 in range(0, cols, batch):
         i2 = min(i1 + batch, cols)
-        wb = w[:, i1:i2].copy()
-        err = np.zeros_like(wb)
-        for j in range(i2 - i1):
+        err = np.empty((i2 - i1, rows), F32)
+        for j in range(i1, i2):
             if j % BLOCK == 0:  # new block: its scale from the current (error-updated) weights
-                p = fmt.params(wb[:, j : j + BLOCK])
+                p = tuple(a[:, 0] for a in fmt.params(wt[j : j + BLOCK].T))
                 st = fmt.stored(p)
-                stored[0].append(st[0][:, 0])
-                if fmt.asymmetric:
-                    stored[1].append(st[1][:, 0])
-            col = wb[:, j : j + 1]
-            q = fmt.encode(col, p)
-            codes[:, i1 + j] = q[:, 0]
-            deq = fmt.decode(q, *st)
-            e = (col - deq)[:, 0] / u[i1 + j, i1 + j]
-            wb[:, j:] -= np.outer(e, u[i1 + j, i1 + j : i2])
-            err[:, j] = e
+                for k, a in enumerate(st):
+                    stored[k].append(a)
+            q = fmt.encode(wt[j], p)
+            codes[j] = q
+            e = (wt[j] - fmt.decode(q, *st)) / u[j, j]
+            wt[j:i2] -= np.outer(u[j, j:i2], e)
+            err[j - i1] = e
         if i2 < cols:
-            w[:, i2:] -= err @ u[i1:i2, i2:]
+            wt[i2:] -= (torch.from_numpy(u[i1:i2, i2:]).T @ torch.from_numpy(err)).numpy()
     scales = np.stack(stored[0], axis=1)
-    assert scales.shape == (rows, nb)
+    assert scales.shape == (rows, cols // BLOCK)
     if fmt.asymmetric:
-        return codes, scales, np.stack(stored[1], axis=1)
-    return codes, scales
+        return np.ascontiguousarray(codes.T), scales, np.stack(stored[1], axis=1)
+    return np.ascontiguousarray(codes.T), scales
 
 
 def layer_error(x: np.ndarray, w: np.ndarray, w_hat: np.ndarray) -> float:
