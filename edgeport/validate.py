@@ -50,7 +50,7 @@ class Gate:
         if self.top1 is not None:
             parts.append(f"top-1 ≥ {self.top1:.0%}")
         if self.greedy_exact:
-            parts.append(f"greedy {GREEDY_TOKENS}/{GREEDY_TOKENS}")
+            parts.append(f"greedy exact (up to {GREEDY_TOKENS} tokens or EOS)")
         return ", ".join(parts)
 
 
