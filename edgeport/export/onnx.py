@@ -709,12 +709,14 @@ def export_onnx(
     mobile: bool = True,
     progress: bool = True,
     accuracy_level: int = 4,
+    mla_nbits: bool = True,
 ) -> Path:
     """Export a float or quantized checkpoint folder to an ONNX folder (model.onnx [+ model.onnx.data],
     genai_config.json, tokenizer files, model.ort + required_operators.config). Returns `out_dir`.
 
     accuracy_level is MatMulNBits' compute type: 4 (int8 activations, the fast CPU/mobile path) by default;
-    0 computes in fp32 (used by tests to show the integer codes are exactly quant/'s)."""
+    0 computes in fp32 (used by tests to show the integer codes are exactly quant/'s). mla_nbits=False gives
+    LatentAttention W_UK/W_UV as float (dequantized) batched matrices instead of per-head MatMulNBits."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if precision not in PRECISIONS:
         raise EdgeportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
@@ -726,7 +728,7 @@ def export_onnx(
         total=4, desc="export onnx", unit="stage", disable=None if progress else True, leave=False, delay=1.0
     )
     try:
-        return _export(model_dir, out_dir, precision, mobile, progress, accuracy_level, stages)
+        return _export(model_dir, out_dir, precision, mobile, progress, accuracy_level, mla_nbits, stages)
     finally:
         stages.close()  # leave=False: the bar is erased, so an error stays the only line
 
@@ -738,13 +740,16 @@ def _export(
     mobile: bool,
     progress: bool,
     accuracy_level: int,
+    mla_nbits: bool,
     stages: Any,
 ) -> Path:
     stages.set_postfix_str("read weights")
     cfg, weights = load_weights(model_dir, precision, progress=progress)
     stages.update()
     stages.set_postfix_str("build graph")
-    model = build_graph(cfg, weights, precision, progress=progress, accuracy_level=accuracy_level)
+    model = build_graph(
+        cfg, weights, precision, progress=progress, accuracy_level=accuracy_level, mla_nbits=mla_nbits
+    )
     del weights
     init_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
     external = init_bytes > EXTERNAL_DATA_BYTES
