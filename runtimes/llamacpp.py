@@ -1,6 +1,6 @@
 """llama.cpp through llama-cpp-python's C API (the low-level bindings, so weight repacking can be switched).
 
-`LlamaCpp(path)` runs a GGUF on the CPU; `LlamaCppMetal(path)` offloads every layer to Metal (macOS arm64 only).
+`LlamaCpp(path)` runs a GGUF on the CPU (n_gpu_layers > 0 offloads; the Metal adapter is runtimes.apple).
 Logits are teacher-forced in one batch with an output row per token; generation is greedy (argmax), one token
 per decode, against llama.cpp's own KV cache.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import platform
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -217,23 +216,3 @@ class LlamaCpp(Runtime):
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
-
-
-class LlamaCppMetal(LlamaCpp):
-    """Every layer offloaded to Metal; only on Apple silicon macOS."""
-
-    name = "llama.cpp-metal"
-
-    @classmethod
-    def available(cls) -> tuple[bool, str]:
-        if platform.system() != "Darwin" or platform.machine() != "arm64":
-            return (
-                False,
-                f"Metal needs macOS on Apple silicon (this is {platform.system()} {platform.machine()})",
-            )
-        return super().available()
-
-    def __init__(
-        self, artifact: str | Path, n_threads: int | None = None, repack: bool = True, n_ctx: int = 2048
-    ):
-        super().__init__(artifact, n_threads=n_threads, repack=repack, n_gpu_layers=-1, n_ctx=n_ctx)
