@@ -52,7 +52,7 @@ FILE_TYPES = {
     "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
     "q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
 }
-CHUNK_BYTES = 16 * 2**20  # float32 bytes of one row chunk
+CHUNK_BYTES = 8 * 2**20  # float32 bytes of one row chunk
 
 # ---- the name table: HF name -> GGUF name (k_b / v_b are the two halves of kv_b_proj) ----------------
 GLOBAL_NAMES = {
