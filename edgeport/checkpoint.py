@@ -20,10 +20,21 @@ from edgeport.errors import EdgeportError
 from edgeport.io import atomic_dir
 from edgeport.model import YoutuConfig, YoutuForCausalLM
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "generation_config.json")
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "generation_config.json",
+)
 
 
 def load_config(folder: str | Path) -> YoutuConfig:
@@ -143,9 +154,12 @@ def save_model(
         size += n
     with atomic_dir(folder) as tmp:
         config = cfg.to_dict()
-        config["dtype"] = {"float32": "float32", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(
-            dtype, dtype
-        )
+        config["dtype"] = {
+            "float32": "float32",
+            "fp32": "float32",
+            "bf16": "bfloat16",
+            "fp16": "float16",
+        }.get(dtype, dtype)
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         meta = {"format": "pt"}
         if len(shards) == 1:

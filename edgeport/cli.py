@@ -16,8 +16,12 @@ from rich.table import Table
 
 from edgeport.errors import EdgeportError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, quantize, export and validate Dense-MLA models.")
-export_app = typer.Typer(no_args_is_help=True, help="Export a checkpoint to GGUF, ONNX, or every format at once.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Train, quantize, export and validate Dense-MLA models."
+)
+export_app = typer.Typer(
+    no_args_is_help=True, help="Export a checkpoint to GGUF, ONNX, or every format at once."
+)
 app.add_typer(export_app, name="export")
 console = Console()
 
@@ -47,7 +51,9 @@ def default_model_dir() -> Path:
 
 @app.command()
 @user_errors
-def info(model: Optional[Path] = typer.Argument(None, help="Checkpoint folder (default: the embedded model).")) -> None:
+def info(
+    model: Optional[Path] = typer.Argument(None, help="Checkpoint folder (default: the embedded model)."),
+) -> None:
     """Config, parameter count and KV-cache bytes per token (latent vs expanded) of a checkpoint."""
     from edgeport.checkpoint import expected_shapes, folder_size, load_config
 
@@ -58,14 +64,19 @@ def info(model: Optional[Path] = typer.Argument(None, help="Checkpoint folder (d
     t = Table(title=f"edgeport info {folder}", show_header=False)
     t.add_row("architecture", f"Youtu (Dense MLA, SwiGLU) model_type=youtu, {cfg.num_hidden_layers} layers")
     t.add_row("hidden / intermediate", f"{cfg.hidden_size} / {cfg.intermediate_size}")
-    t.add_row("heads", f"{cfg.num_attention_heads} (q_lora_rank {cfg.q_lora_rank}, kv_lora_rank {cfg.kv_lora_rank})")
+    t.add_row(
+        "heads", f"{cfg.num_attention_heads} (q_lora_rank {cfg.q_lora_rank}, kv_lora_rank {cfg.kv_lora_rank})"
+    )
     t.add_row("head dims", f"nope {cfg.qk_nope_head_dim} + rope {cfg.qk_rope_head_dim}, v {cfg.v_head_dim}")
     t.add_row("vocab", str(cfg.vocab_size))
     t.add_row("tied embeddings", str(cfg.tie_word_embeddings))
     t.add_row("parameters", f"{n_params:,}")
     t.add_row("weights on disk", f"{folder_size(folder) / 2**20:.1f} MiB")
-    t.add_row("KV cache / token (fp16)", f"latent {kv['latent']:,} B vs expanded {kv['expanded']:,} B "
-              f"({kv['expanded'] / kv['latent']:.1f}x smaller)")
+    t.add_row(
+        "KV cache / token (fp16)",
+        f"latent {kv['latent']:,} B vs expanded {kv['expanded']:,} B "
+        f"({kv['expanded'] / kv['latent']:.1f}x smaller)",
+    )
     t.add_row("latent values / token / layer", f"{cfg.latent_dim} (kv_lora_rank + qk_rope_head_dim)")
     console.print(t)
 
@@ -74,7 +85,9 @@ def info(model: Optional[Path] = typer.Argument(None, help="Checkpoint folder (d
 @user_errors
 def train(
     preset: str = typer.Option("tiny", help="Model preset: tiny | youtu-2b."),
-    out: Path = typer.Option(..., help="Run folder: OUT/checkpoint (HF folder + trainer state), OUT/log.jsonl."),
+    out: Path = typer.Option(
+        ..., help="Run folder: OUT/checkpoint (HF folder + trainer state), OUT/log.jsonl."
+    ),
     steps: int = typer.Option(1000, help="Optimizer steps."),
     batch_size: int = typer.Option(16, help="Sequences per micro-batch per process."),
     seq_len: int = typer.Option(512, help="Tokens per training row."),
@@ -115,7 +128,9 @@ def train(
 @app.command("eval")
 @user_errors
 def eval_cmd(
-    model: Optional[Path] = typer.Argument(None, help="Checkpoint or run folder (default: the embedded model)."),
+    model: Optional[Path] = typer.Argument(
+        None, help="Checkpoint or run folder (default: the embedded model)."
+    ),
     tasks: int = typer.Option(100, help="Held-out tool-use tasks to run."),
     seed: int = typer.Option(0),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
@@ -134,7 +149,10 @@ def eval_cmd(
     t.add_row("parameters", f"{m['parameters']:,}")
     t.add_row("held-out text: loss / ppl", f"{m['val_text']['loss']:.3f} / {m['val_text']['ppl']:.2f}")
     t.add_row("held-out trajectories: loss / ppl", f"{m['val_sft']['loss']:.3f} / {m['val_sft']['ppl']:.2f}")
-    t.add_row(f"tool-use success ({a['n']} tasks)", f"{a['success_rate']:.1%} (echo baseline {a['baseline_echo']:.1%})")
+    t.add_row(
+        f"tool-use success ({a['n']} tasks)",
+        f"{a['success_rate']:.1%} (echo baseline {a['baseline_echo']:.1%})",
+    )
     t.add_row("tool-call rate / valid JSON", f"{a['tool_call_rate']:.1%} / {a['valid_json_rate']}")
     t.add_row("by kind", ", ".join(f"{k} {v:.0%}" for k, v in a["by_kind"].items()))
     t.add_row("failures", ", ".join(f"{k} {v}" for k, v in a["reasons"].items() if k != "ok") or "none")
@@ -147,10 +165,14 @@ def eval_cmd(
 @app.command()
 @user_errors
 def quantize(
-    model: Optional[Path] = typer.Argument(None, help="Float checkpoint folder (default: the embedded model)."),
+    model: Optional[Path] = typer.Argument(
+        None, help="Float checkpoint folder (default: the embedded model)."
+    ),
     scheme: str = typer.Option("q4_0", help="q8_0 | q4_0 | q4_1 | q4_0_mla (q4_0, MLA latent path at q8_0)."),
     method: str = typer.Option("rtn", help="rtn (round to nearest) | gptq (calibrated, error-compensating)."),
-    calib: Optional[Path] = typer.Option(None, help="Calibration text for gptq: .txt or .jsonl (default: built-in)."),
+    calib: Optional[Path] = typer.Option(
+        None, help="Calibration text for gptq: .txt or .jsonl (default: built-in)."
+    ),
     calib_tokens: int = typer.Option(4096, help="Calibration tokens for gptq."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: ./<model>-<scheme>[-gptq])."),
 ) -> None:
@@ -160,17 +182,24 @@ def quantize(
 
     folder = model or default_model_dir()
     out = out or Path(f"{folder.name}-{scheme}{'-gptq' if method == 'gptq' else ''}")
-    done = quantize_checkpoint(folder, out, scheme=scheme, method=method, calib=calib, n_calib_tokens=calib_tokens)
+    done = quantize_checkpoint(
+        folder, out, scheme=scheme, method=method, calib=calib, n_calib_tokens=calib_tokens
+    )
     console.print(f"wrote {done} ({folder_size(done) / 2**20:.1f} MiB, {scheme} {method})")
 
 
 @export_app.command("gguf")
 @user_errors
 def export_gguf_cmd(
-    model: Path | None = typer.Argument(None, help="Checkpoint folder, float or quantized (default: the embedded model)."),
+    model: Path | None = typer.Argument(
+        None, help="Checkpoint folder, float or quantized (default: the embedded model)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="GGUF file to write (atomically)."),
     type: str | None = typer.Option(
-        None, "--type", "-t", help="f32|f16|bf16|q8_0|q4_0|q4_1|q4_k_m|q6_k (default: f16; a quantized folder keeps its own)."
+        None,
+        "--type",
+        "-t",
+        help="f32|f16|bf16|q8_0|q4_0|q4_1|q4_k_m|q6_k (default: f16; a quantized folder keeps its own).",
     ),
 ) -> None:
     """Checkpoint -> one llama.cpp GGUF (arch deepseek2, latent-only KV cache, tokenizer + chat template)."""
@@ -183,10 +212,17 @@ def export_gguf_cmd(
 @export_app.command("onnx")
 @user_errors
 def export_onnx_cmd(
-    model: Path | None = typer.Argument(None, help="Checkpoint folder, float or quantized (default: the embedded model)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write (atomically): model.onnx, model.ort, genai_config.json."),
+    model: Path | None = typer.Argument(
+        None, help="Checkpoint folder, float or quantized (default: the embedded model)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder to write (atomically): model.onnx, model.ort, genai_config.json."
+    ),
     precision: str = typer.Option(
-        "fp32", "--precision", "-p", help="fp32|fp16|int8|int4 (a quantized folder: its own int precision, or fp32/fp16)."
+        "fp32",
+        "--precision",
+        "-p",
+        help="fp32|fp16|int8|int4 (a quantized folder: its own int precision, or fp32/fp16).",
     ),
     no_mobile: bool = typer.Option(False, "--no-mobile", help="Skip the ORT Mobile model.ort conversion."),
 ) -> None:
@@ -335,7 +371,9 @@ def chat(
     model: Optional[Path] = typer.Argument(
         None, help="Checkpoint folder, .gguf file or ONNX export folder (default: the embedded model)."
     ),
-    runtime: Optional[str] = typer.Option(None, help="torch | llamacpp | onnx (default: from MODEL's files)."),
+    runtime: Optional[str] = typer.Option(
+        None, help="torch | llamacpp | onnx (default: from MODEL's files)."
+    ),
     tools: bool = typer.Option(True, "--tools/--no-tools", help="Offer tools; run the model's tool calls."),
     tool_names: Optional[str] = typer.Option(None, help="Comma-separated tools to offer (default: all)."),
     prompt: Optional[str] = typer.Option(None, help="Answer this one message and exit (non-interactive)."),

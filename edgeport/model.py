@@ -231,7 +231,9 @@ class MLAttention(nn.Module):
     def kv_b_split(self) -> tuple[torch.Tensor, torch.Tensor]:
         """W_UK [H, dn, r] and W_UV [H, dv, r], the two halves of kv_b per head."""
         c = self.cfg
-        w = self.kv_b_proj.weight.view(c.num_attention_heads, c.qk_nope_head_dim + c.v_head_dim, c.kv_lora_rank)
+        w = self.kv_b_proj.weight.view(
+            c.num_attention_heads, c.qk_nope_head_dim + c.v_head_dim, c.kv_lora_rank
+        )
         return w[:, : c.qk_nope_head_dim], w[:, c.qk_nope_head_dim :]
 
     def forward(
@@ -264,7 +266,11 @@ class MLAttention(nn.Module):
         if S > 1 or key_mask is not None:
             past = T - S
             causal = torch.ones(S, T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            mask = causal[None, None] if key_mask is None else causal[None, None] & key_mask[:, None, None, :T].bool()
+            mask = (
+                causal[None, None]
+                if key_mask is None
+                else causal[None, None] & key_mask[:, None, None, :T].bool()
+            )
 
         if absorbed:
             w_uk, w_uv = self.kv_b_split()

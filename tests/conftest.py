@@ -18,7 +18,7 @@ TOKENIZER_TEXT = [
     "The quick brown fox jumps over the lazy dog. It's 2026-11-25 and we've got 1234 tokens.",
     "def add(a, b):\n    return a + b  # sum\n\nprint(add(17, 23))",
     "东京是日本的首都。我们在这里学习模型。한국어 문장도 있습니다。カタカナとひらがな。",
-    "Emoji test: 🙂🚀✨ and punctuation!? {\"name\": \"calc\", \"arguments\": {\"expr\": \"3*7\"}}",
+    'Emoji test: 🙂🚀✨ and punctuation!? {"name": "calc", "arguments": {"expr": "3*7"}}',
     "Convert 12.5 km to miles; the answer is 7.767 miles. What's the date 30 days after 2024-02-01?",
 ] * 20
 

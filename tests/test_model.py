@@ -46,7 +46,9 @@ def test_absorbed_decode_with_latent_cache_equals_full_forward(tmp_path: Path) -
         tol = 1e-5 * (1 + full.abs().max().item())  # fp32 rounding of a different summation order
         assert (model(ids, absorbed=True) - full).abs().max().item() < tol
         cache = model.new_cache()
-        steps = [model(ids[:, :5], cache=cache)] + [model(ids[:, i : i + 1], cache=cache) for i in range(5, 12)]
+        steps = [model(ids[:, :5], cache=cache)] + [
+            model(ids[:, i : i + 1], cache=cache) for i in range(5, 12)
+        ]
     assert (torch.cat(steps, dim=1) - full).abs().max().item() < tol
     # The cache holds only the latent: kv_lora_rank + qk_rope_head_dim values per token per layer.
     assert all(t.shape == (2, 12, cfg.kv_lora_rank + cfg.qk_rope_head_dim) for t in cache.layers)

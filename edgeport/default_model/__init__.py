@@ -15,5 +15,7 @@ HERE = Path(__file__).resolve().parent
 
 def default_model_path() -> Path:
     if not (HERE / "config.json").is_file() or not (HERE / "model.safetensors").is_file():
-        raise EdgeportError("the embedded default model is not built (run: python -m edgeport.default_model)", HERE)
+        raise EdgeportError(
+            "the embedded default model is not built (run: python -m edgeport.default_model)", HERE
+        )
     return HERE
