@@ -6,6 +6,7 @@ onnxruntime+CoreML) and one artifact. `available()` says whether it can run on t
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,10 +16,16 @@ import numpy as np
 
 class Runtime(ABC):
     name: str = "runtime"
+    requires: str | None = None  # the Python module this runtime needs, checked by `available()`
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
         """(True, "") when this runtime can run here, else (False, the reason it is skipped)."""
+        if cls.requires:
+            try:
+                importlib.import_module(cls.requires)
+            except ImportError as e:
+                return False, f"{cls.requires} is not installed ({e})"
         return True, ""
 
     def __init__(self, artifact: str | Path) -> None:

@@ -47,13 +47,7 @@ def captured_log() -> Iterator[list[str]]:
 class LlamaCpp(Runtime):
     name = "llama.cpp-cpu"
 
-    @classmethod
-    def available(cls) -> tuple[bool, str]:
-        try:
-            import llama_cpp  # noqa: F401
-        except ImportError as e:
-            return False, f"llama-cpp-python is not installed ({e})"
-        return True, ""
+    requires = "llama_cpp"
 
     def __init__(
         self,

@@ -30,13 +30,7 @@ class OrtCpu(Runtime):
     name = "onnxruntime"
     model_file = "model.onnx"
 
-    @classmethod
-    def available(cls) -> tuple[bool, str]:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as e:
-            return False, f"onnxruntime not installed ({e})"
-        return True, ""
+    requires = "onnxruntime"
 
     def __init__(self, folder: str | Path, threads: int = 0) -> None:
         super().__init__(folder)
@@ -115,13 +109,7 @@ class OrtGenai(Runtime):
 
     name = "onnxruntime-genai"
 
-    @classmethod
-    def available(cls) -> tuple[bool, str]:
-        try:
-            import onnxruntime_genai  # noqa: F401
-        except ImportError as e:
-            return False, f"onnxruntime-genai not installed ({e})"
-        return True, ""
+    requires = "onnxruntime_genai"
 
     def __init__(self, folder: str | Path) -> None:
         super().__init__(folder)
