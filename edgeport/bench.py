@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeport.errors import EdgeportError
 from edgeport.io import atomic_file
+from edgeport.manifest import artifact_entries, load_manifest, reference_checkpoint, runtime_threads
 from runtimes.registry import Artifact, Pair, Target, default_skip, targets
 
 BENCH_FILE = "bench.json"
@@ -208,18 +210,21 @@ def bench(
 ) -> dict[str, Any]:
     """Benchmark an export folder; writes DIR/bench.json and returns it."""
     from rich.progress import Progress
+    from tokenizers import Tokenizer
 
-    from edgeport.validate import Inputs, artifacts, load_manifest, reference_checkpoint, runtime_threads
+    from edgeport.checkpoint import load_config
+    from edgeport.data import heldout_ids
 
     folder = Path(folder)
-    manifest = load_manifest(folder)
-    arts = artifacts(folder, manifest)
-    checkpoint = reference_checkpoint(folder, arts)
-    prompt = Inputs(checkpoint, prompt_tokens, 0, 0).ids
-    threads = threads or runtime_threads(checkpoint) or min(4, os.cpu_count() or 1)
-    from edgeport.checkpoint import load_config
-
+    entries = artifact_entries(folder, load_manifest(folder))
+    arts = [Artifact(**e) for e in entries]
+    checkpoint = reference_checkpoint(folder, entries)
+    if not (checkpoint / "tokenizer.json").is_file():
+        raise EdgeportError("the reference checkpoint has no tokenizer.json", checkpoint)
     cfg = load_config(checkpoint)
+    n = min(prompt_tokens, cfg.max_position_embeddings - new_tokens - 1)
+    prompt = heldout_ids(Tokenizer.from_file(str(checkpoint / "tokenizer.json")), n)
+    threads = threads or runtime_threads(checkpoint) or min(4, os.cpu_count() or 1)
     bw = memory_bandwidth()
     todo = targets(arts, default_skip)
     if runtimes:

@@ -251,13 +251,7 @@ def export_all_cmd(
     from edgeport.export.all import export_all
 
     manifest = export_all(
-        model or default_model_dir(),
-        out,
-        schemes=_csv(schemes),
-        formats=_csv(formats),
-        method=method,
-        validate=not no_validate,
-        episodes=episodes,
+        model or default_model_dir(), out, schemes=_csv(schemes), formats=_csv(formats), method=method
     )
     t = Table(title=f"edgeport export all -> {out}")
     for col in ("artifact", "from", "MiB", "seconds"):
@@ -266,9 +260,12 @@ def export_all_cmd(
         src = a["from"] if not a["from"].startswith("/") else "(source)"
         t.add_row(a["path"], src, f"{a['bytes'] / 2**20:.2f}", f"{a['seconds']:.1f}")
     console.print(t)
-    if "report" in manifest:
-        _print_validate(manifest["report"], out)
-        if not manifest["report"]["passed"]:
+    if not no_validate:
+        from edgeport.validate import validate as run_validate
+
+        report = run_validate(out, episodes=episodes)
+        _print_validate(report, out)
+        if not report["passed"]:
             raise typer.Exit(1)
 
 
@@ -290,40 +287,15 @@ def validate(
 
 
 def _print_validate(report: dict, folder: Path) -> None:
-    from rich import box
+    from edgeport.validate.report import rich_table
 
-    t = Table(
-        title=f"edgeport validate {folder}: {'PASSED' if report['passed'] else 'FAILED'}", box=box.SIMPLE
+    _wide().print(
+        rich_table(report, f"edgeport validate {folder}: {'PASSED' if report['passed'] else 'FAILED'}")
     )
-    for col in ("runtime", "precision", "max|Δ|", "KL", "top-1", "greedy", "tok", "PPL", "tools", "status"):
-        t.add_column(
-            col, justify="left" if col in ("runtime", "precision", "status") else "right", no_wrap=True
-        )
-    failures = []
     for r in report["rows"]:
-        if r["status"] == "skipped":
-            continue
-        style = {"pass": "green", "reference": "cyan", "fail": "red", "error": "red"}[r["status"]]
         if r["failures"]:
-            failures.append(
-                f"[red]{r['status']}[/] {r['runtime']} {r['artifact']}: {'; '.join(r['failures'])}"
-            )
-        tok = f"{r['tokenizer_match']}/{r['tokenizer_total']}" if r.get("tokenizer_total") else "–"
-        t.add_row(
-            r["runtime"],
-            r["precision"],
-            _num(r.get("max_abs"), ".1e"),
-            _num(r.get("kl"), ".1e"),
-            _num(r.get("top1"), ".0%"),
-            f"{r['greedy_match']}/{r['greedy_total']}" if "greedy_match" in r else "ref",
-            tok,
-            _num(r.get("ppl"), ".4g"),
-            _num(r.get("tool_success"), ".0%"),
-            f"[{style}]{r['status']}[/]",
-        )
-    _wide().print(t)
-    for line in failures:
-        console.print(line, highlight=False, soft_wrap=True)
+            line = f"[red]{r['status']}[/] {r['runtime']} {r['artifact']}: {'; '.join(r['failures'])}"
+            console.print(line, highlight=False, soft_wrap=True)
     for name, why in report["skipped"].items():
         console.print(f"[yellow]skipped[/] {name}: {why}", highlight=False, soft_wrap=True)
     console.print(f"report: {Path(folder) / 'report.md'} (+ .json, .png)", highlight=False, soft_wrap=True)
@@ -332,10 +304,6 @@ def _print_validate(report: dict, folder: Path) -> None:
 def _wide() -> Console:
     """The console, at least 150 columns wide when it is not a terminal (piped tables stay one row per line)."""
     return console if console.is_terminal else Console(width=max(console.width, 150))
-
-
-def _num(x, spec: str) -> str:
-    return "–" if x is None else format(x, spec)
 
 
 @app.command()

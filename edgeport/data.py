@@ -746,6 +746,16 @@ def builtin_text(split: str = "train", doc_chars: int = 2000) -> list[str]:
     return [d for i, d in enumerate(docs) if (i % 10 == 9) == (split == "heldout")]
 
 
+def heldout_ids(tok: Any, n: int) -> list[int]:
+    """The first n ids of the built-in held-out text under a `tokenizers.Tokenizer` (repeated if shorter)."""
+    ids = tok.encode("\n\n".join(builtin_text("heldout")), add_special_tokens=False).ids
+    if not ids:
+        raise EdgeportError("the built-in held-out text tokenizes to nothing")
+    while len(ids) < n:
+        ids = ids + ids
+    return ids[:n]
+
+
 def load_text_file(path: str | Path) -> list[Any]:
     """User data. `.txt`: plain text split on blank lines -> list[str]. `.jsonl`: one object a line, either
     {"text": str} -> str, or {"messages": [...], "tools"?: [...]} -> that dict. Bad input raises an

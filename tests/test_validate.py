@@ -23,7 +23,7 @@ def build_export(root: Path, tokenizer_dir: Path, formats: list[str] | None = No
     from edgeport.export.all import export_all
 
     ckpt = _hf_checkpoint(root / "ckpt", tokenizer_dir, 1, **BLOCK_CONFIG)
-    export_all(ckpt, root / "export", formats=formats, validate=False, progress=False)
+    export_all(ckpt, root / "export", formats=formats, progress=False)
     return root / "export"
 
 
@@ -69,9 +69,11 @@ def test_validate_passes_with_every_runtime(export_dir: Path, report: dict) -> N
     assert report["passed"]
     rows = [r for r in report["rows"] if r["status"] in ("pass", "reference")]
     assert REQUIRED <= {r["runtime"] for r in rows}
+    ref = next(r for r in rows if r["status"] == "reference")
     for r in rows:
         assert math.isfinite(r["ppl"]) and r["ppl"] > 1, r
-        assert r["tool_success"] is not None and 0.0 <= r["tool_success"] <= 1.0
+        if r["gate"] == "fp32":  # the same weights decode the same tokens, so the agent episode ends the same
+            assert r["tool_success"] == ref["tool_success"], r
         if r["status"] == "pass":
             assert (
                 math.isfinite(r["kl"]) and 0 <= r["top1"] <= 1 and 0 <= r["greedy_match"] <= r["greedy_total"]

@@ -8,14 +8,12 @@ ONNX artifact of that precision are packed from those same integer codes.
     DIR/gguf/model-{f16,q8_0,q4_0}.gguf
     DIR/onnx/{fp32,int8,int4}/      model.onnx, model.ort, genai_config.json, tokenizer files
     DIR/manifest.json               what was built from what
-    DIR/report.{json,md,png}        `edgeport validate DIR`
+    DIR/report.{json,md,png}        `edgeport validate DIR` (the `edgeport export all` command runs it)
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -26,8 +24,8 @@ from typing import Any
 
 from edgeport.checkpoint import TOKENIZER_FILES, load_config, weight_files
 from edgeport.errors import EdgeportError
-from edgeport.io import atomic_dir, atomic_file
-from edgeport.validate import FORMAT, MANIFEST
+from edgeport.io import atomic_dir
+from edgeport.manifest import FORMAT, MANIFEST, write_manifest
 
 SCHEMES = {"q8_0": "int8", "q4_0": "int4"}  # quantized scheme -> ONNX precision name of the same codes
 FORMATS = ("gguf", "onnx")
@@ -117,12 +115,6 @@ def size(path: Path) -> int:
     )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def versions() -> dict[str, str]:
     out = {}
     for pkg in ("edgeport", "torch", "onnxruntime", "onnxruntime-genai", "llama-cpp-python", "gguf", "onnx"):
@@ -139,14 +131,11 @@ def export_all(
     schemes: list[str] | None = None,
     formats: list[str] | None = None,
     method: str = "rtn",
-    validate: bool = True,
-    episodes: int = 16,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Build every artifact of `model_dir` into `out_dir` (atomically), then validate it.
+    """Build every artifact of `model_dir` into `out_dir` (atomically); returns the manifest.
 
-    Returns the manifest, with the validation report under "report" when validate=True.
-    """
+    The validation report (`edgeport.validate`, a layer above the exporters) is run by the caller."""
     from rich.console import Console
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -201,14 +190,5 @@ def export_all(
             "artifacts": entries,
             "build_seconds": round(time.time() - started, 1),
         }
-        with atomic_file(tmp / MANIFEST, "w") as f:
-            json.dump(manifest, f, indent=2)
-            f.write("\n")
-        os.chmod(
-            tmp, 0o777 & ~_umask()
-        )  # a temporary folder is created 0700; an export is shared like any folder
-    if validate:
-        from edgeport.validate import validate as run_validate
-
-        manifest["report"] = run_validate(out_dir, episodes=episodes, progress=progress)
+        write_manifest(tmp, manifest)
     return manifest
