@@ -34,6 +34,8 @@ android {
 }
 
 dependencies {
-    // ORT Mobile: the full onnxruntime-android package (all ONNX + contrib ops, loads .ort and .onnx).
-    implementation("com.microsoft.onnxruntime:onnxruntime-android:1.22.0")
+    // ORT Mobile: the full onnxruntime-android package (all ONNX + contrib ops, loads .ort and .onnx). The version
+    // is gradle.properties' edgeport.onnxruntimeVersion, the one tests/test_mobile_compat.py proves the exports load on.
+    val ortVersion = providers.gradleProperty("edgeport.onnxruntimeVersion").get()
+    implementation("com.microsoft.onnxruntime:onnxruntime-android:$ortVersion")
 }
