@@ -178,6 +178,7 @@ def bench_one(
         s = time.perf_counter()
         out = rt.generate(prompt, new_tokens, ())
         decode.append((time.perf_counter() - s, first[-1]))
+    peak_rss = _peak_rss()  # before byte_figures: its onnx.load of model.onnx is not the runtime's memory
     weights, kv = byte_figures(t, rt)
     rt.close()
     # decode: the time of N tokens minus the time of the first (prefill + 1), per extra token; if timing noise
@@ -192,7 +193,7 @@ def bench_one(
         "ttft_ms": 1e3 * statistics.median(first),
         "decode_tok_s": 1 / per_token if n > 1 else None,
         "decoded": n,
-        "peak_rss_mib": _peak_rss() / 2**20,
+        "peak_rss_mib": peak_rss / 2**20,
         "weight_bytes_per_token": weights,
         "kv_bytes_per_token": kv,
     }
