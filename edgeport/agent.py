@@ -1,7 +1,10 @@
-"""The agent loop, runtime-agnostic: prompt -> generate -> parse tool calls -> execute them for real -> repeat.
+"""The agent loop, runtime-agnostic: prompt -> decode a reply -> parse tool calls -> check they were offered ->
+execute them for real -> repeat. Chat (edgeport.chat_cli), the server (edgeport.serve) and the eval share it:
 
-Any runtime plugs in through a `GenerateFn` (prompt ids, max_new_tokens, stop ids) -> new ids including the stop
-token, the signature of `runtimes.base.Runtime.generate` and `edgeport.model.YoutuForCausalLM.generate`.
+- `Reply` decodes one model reply through a `GenerateFn` (a runtime's generate or stream), streaming its text,
+  optionally under edgeport.constrain's tool-call constraint and a sampler;
+- `apply_reply` is the rest of one agent turn: parse, check offered, execute in a ToolEnv, append the messages;
+- `run_episode` / `evaluate` play held-out episodes with them and score the answers.
 
 Each step re-renders the whole history with `chat.render(history, tools, add_generation_prompt=True,
 enable_thinking=False)`: exactly the prompts the training examples of `edgeport.data.turn_examples` were built
@@ -12,15 +15,19 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgeport import chat
 from edgeport.data import Episode, answer_matches, state_matches
+from edgeport.sampling import GREEDY, Sampler
 from edgeport.tools import ToolEnv, dumps
 
-GenerateFn = Callable[[list[int], int, Sequence[int]], list[int]]
+GenerateFn = Callable[..., Iterable[int]]
+"""(prompt ids, max_new_tokens, stop ids[, sampler=edgeport.sampling.Sampler]) -> the new ids (a list, or lazily
+as a stream). `runtimes.base.Runtime.generate` is one and `runtime_stream(rt)` streams; a sampler is passed only
+when one is needed (sampling, a tool-call constraint), so plain 3-argument functions plug in as well."""
 
 CHANCE_NOTE = (
     "Random output scores ~0: success needs a parsed tool call executed in the env and a final answer (ended by "
@@ -51,6 +58,134 @@ def stop_ids(tok: Any) -> list[int]:
     return ids
 
 
+def runtime_stream(rt: Any) -> GenerateFn:
+    """A runtime's token stream as a GenerateFn (tokens arrive one by one, so replies can be shown as they grow)."""
+
+    def generate(ids: list[int], max_new_tokens: int, stops: Sequence[int], sampler: Sampler = GREEDY):
+        return rt.stream(ids, max_new_tokens=max_new_tokens, stop_ids=stops, sampler=sampler)
+
+    return generate
+
+
+def prompt_ids(tok: Any, history: list[dict], tools: list[dict] | None, thinking: bool = False) -> list[int]:
+    """The conversation rendered for the model's next reply (an empty think block unless `thinking`): the
+    prompts the training examples of edgeport.data.turn_examples were built from, token for token."""
+    text = chat.render(
+        history, tools, add_generation_prompt=True, enable_thinking=None if thinking else False
+    )
+    return tok.encode(text)
+
+
+class Reply:
+    """One model reply, decoded as it is generated: iterate for the text pieces; then `text` (without the EOS),
+    `ended` (it ended with EOS: a finished answer), `tokens` (ids generated). Breaking off the iteration stops
+    the generation."""
+
+    def __init__(
+        self,
+        generate: GenerateFn,
+        tok: Any,
+        prompt: list[int],
+        max_new_tokens: int,
+        tools: list[dict] | None = None,
+        sampler: Sampler | None = None,
+        constrain: bool = False,
+        tool_choice: str = "auto",
+    ) -> None:
+        self.tok = tok
+        self.text, self.ended, self.tokens = "", False, 0
+        self.stops = stop_ids(tok)
+        if tools and (constrain or tool_choice != "auto"):
+            from edgeport.constrain import ToolCallConstraint
+
+            sampler = sampler or GREEDY
+            constraint = ToolCallConstraint(tok, tools, tool_choice)
+            sampler = replace(sampler, processors=(*sampler.processors, constraint))
+        kw = {} if sampler is None or sampler == GREEDY else {"sampler": sampler}
+        self._source = generate(prompt, max_new_tokens, self.stops, **kw)
+
+    def __iter__(self) -> Iterator[str]:
+        ids: list[int] = []
+        shown = ""
+        tokens = iter(self._source)
+        try:
+            for t in tokens:
+                t = int(t)
+                self.tokens += 1
+                if t == self.tok.eos_id:
+                    self.ended = True
+                    break
+                if t >= 0:  # ids past the vocab decode to nothing
+                    ids.append(t)
+                text = self.tok.decode(ids)
+                if not text.endswith("\ufffd"):  # else hold back a partial UTF-8 character
+                    self.text = text
+                    if text.startswith(shown) and len(text) > len(shown):
+                        yield text[len(shown) :]
+                        shown = text
+                if t in self.stops:
+                    break
+        finally:
+            close = getattr(tokens, "close", None)
+            if close is not None:
+                close()
+        self.text = self.tok.decode(ids)
+        if self.text != shown:
+            yield self.text[len(shown) :] if self.text.startswith(shown) else "\n" + self.text
+
+    def read(self) -> str:
+        """Run to the end; the whole text."""
+        for _ in self:
+            pass
+        return self.text
+
+
+@dataclass
+class ToolStep:
+    """What `apply_reply` did with one reply."""
+
+    content: str  # the reply's text before its first <tool_call> (the whole text when there is none)
+    calls: list[dict] = field(default_factory=list)  # {"name", "arguments", "result"} in call order
+    attempts: int = 0  # <tool_call> blocks opened
+    valid: int = 0  # of those, parsed into a name and an arguments object
+
+    @property
+    def malformed(self) -> bool:
+        """Calls were attempted but none parsed."""
+        return self.attempts > 0 and self.valid == 0
+
+
+def apply_reply(history: list[dict], text: str, offered: Iterable[str], env: ToolEnv | None) -> ToolStep:
+    """The agent turn after decoding: parse the reply's tool calls, check each names an offered tool, run it in
+    `env` (None: do not run, e.g. a server whose client runs the tools), and append the assistant message plus
+    one tool message per executed call to `history`. A reply whose calls all fail to parse is appended as text."""
+    offered = set(offered)
+    step = ToolStep(text, attempts=text.count(chat.TOOL_CALL_START))
+    calls = chat.parse_tool_calls(text) if step.attempts else []
+    step.valid = len(calls)
+    if not calls:
+        history.append({"role": "assistant", "content": text})
+        return step
+    step.content = text[: text.index(chat.TOOL_CALL_START)]
+    history.append(
+        {
+            "role": "assistant",
+            "content": step.content,
+            "tool_calls": [{"type": "function", "function": c} for c in calls],
+        }
+    )
+    for c in calls:
+        if c["name"] not in offered:
+            result = dumps({"error": f"tool {c['name']!r} was not offered"})
+        elif env is None:
+            continue
+        else:
+            result = env.call(c["name"], c["arguments"])
+        step.calls.append({**c, "result": result})
+        history.append({"role": "tool", "content": result})
+    return step
+
+
 def _first_user_turn(messages: list[dict]) -> list[dict]:
     for i, m in enumerate(messages):
         if m.get("role") == "user":
@@ -65,53 +200,35 @@ def run_episode(
     max_steps: int = 4,
     max_new_tokens: int = 96,
     max_context: int | None = None,
+    constrain: bool = False,
+    sampler: Sampler | None = None,
 ) -> EpisodeResult:
     """Play one episode from its first user turn. Tool calls are executed in a fresh `ToolEnv(env_state)`;
     only the tools the episode offers run (others get a JSON error, as does any bad call). Garbage output
-    ends the episode as a failure, never raises."""
+    ends the episode as a failure, never raises. `constrain`: tool calls decoded under edgeport.constrain."""
     history = _first_user_turn(episode.messages)
     env = ToolEnv(episode.env_state)
-    offered = set(episode.tool_names)
-    stops = stop_ids(tok)
     res = EpisodeResult(False, "max steps", None, 0, messages=history)
     for _ in range(max_steps):
-        prompt = tok.encode(
-            chat.render(history, episode.tools, add_generation_prompt=True, enable_thinking=False)
-        )
+        prompt = prompt_ids(tok, history, episode.tools)
         if max_context is not None and len(prompt) + max_new_tokens > max_context:
             res.reason = "context"
             break
-        new = [int(t) for t in generate(prompt, max_new_tokens, stops)]
+        reply = Reply(generate, tok, prompt, max_new_tokens, episode.tools, sampler, constrain)
+        text = reply.read()
         res.steps += 1
-        ended = bool(new) and new[-1] == tok.eos_id
-        text = tok.decode([t for t in new if t >= 0])  # ids past the vocab decode to nothing
-        if text.endswith(chat.EOS):
-            text = text[: -len(chat.EOS)]
         if chat.TOOL_CALL_START in text:
-            res.call_attempts += text.count(chat.TOOL_CALL_START)
-            calls = chat.parse_tool_calls(text)
-            res.valid_calls += len(calls)
-            if not calls:
+            step = apply_reply(history, text, episode.tool_names, env)
+            res.call_attempts += step.attempts
+            res.valid_calls += step.valid
+            res.calls += step.calls
+            if step.malformed:
+                history.pop()
                 res.reason = "invalid tool call"
                 break
-            content = text[: text.index(chat.TOOL_CALL_START)]
-            history.append(
-                {
-                    "role": "assistant",
-                    "content": content,
-                    "tool_calls": [{"type": "function", "function": c} for c in calls],
-                }
-            )
-            for c in calls:
-                if c["name"] in offered:
-                    result = env.call(c["name"], c["arguments"])
-                else:
-                    result = dumps({"error": f"unknown tool {c['name']!r}"})
-                res.calls.append({**c, "result": result})
-                history.append({"role": "tool", "content": result})
             continue
         res.final = text.strip()
-        if not ended:
+        if not reply.ended:
             res.reason = "no final answer"  # no <|end_of_text|>: out of tokens, or a stray </tool_call>
             break
         history.append({"role": "assistant", "content": text})
@@ -139,20 +256,25 @@ def evaluate(
     max_new_tokens: int = 96,
     max_context: int | None = None,
     progress: bool = False,
+    constrain: bool = False,
+    sampler: Sampler | None = None,
 ) -> dict[str, Any]:
     """Run every episode; return rates and counts (plain JSON-able numbers).
 
     success_rate: episodes solved. tool_call_rate: tool episodes in which the model made >= 1 well-formed call.
     valid_json_rate: well-formed calls / `<tool_call>` blocks opened (None if none were opened).
     first_tool_match: tool episodes whose first call names the reference's first tool.
-    baseline_echo: see CHANCE_NOTE.
+    baseline_echo: see CHANCE_NOTE. constrain: tool calls decoded under edgeport.constrain (off: the raw model).
     """
     it: Any = episodes
     if progress:
         from tqdm import tqdm
 
         it = tqdm(episodes, desc="agent eval", unit="episode")
-    results = [run_episode(generate, tok, ep, max_steps, max_new_tokens, max_context) for ep in it]
+    results = [
+        run_episode(generate, tok, ep, max_steps, max_new_tokens, max_context, constrain, sampler)
+        for ep in it
+    ]
     n = len(results)
     tool_eps = [(ep, r) for ep, r in zip(episodes, results, strict=True) if ep.answer is not None]
     attempts = sum(r.call_attempts for r in results)

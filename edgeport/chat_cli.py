@@ -1,36 +1,38 @@
 """`edgeport chat`: offline chat on a laptop with a checkpoint (torch), a .gguf (llama.cpp) or an ONNX export.
 
-The conversation is kept as a list of messages and rendered with edgeport.chat.render(add_generation_prompt=True,
-enable_thinking=False) before every model call. Tokens are streamed as they are generated. When the reply holds
-`<tool_call>{...}</tool_call>`, each call runs for real in an edgeport.tools.ToolEnv, its result is appended as a
-tool message and the model continues (the agent loop), until it answers without a tool call.
-
-An `Engine` is a tokenizer plus a greedy token stream `step(prompt_ids, max_new_tokens, stop_ids) -> Iterator[int]`;
-`open_engine` builds one per runtime, and tests can pass their own `step` to script the model's side.
+`open_engine` loads the model with its runtime adapter (runtimes/: torch, llama.cpp, onnxruntime-genai or plain
+onnxruntime) and the tokenizer; the chat never decodes tokens itself, it reads the adapter's token stream. A
+`ChatSession` keeps the messages and runs the agent turn of edgeport.agent (decode a reply, parse tool calls,
+run the offered ones in an edgeport.tools.ToolEnv, append the results, continue) until the model answers.
+`run_chat` is the terminal: one `--prompt` for scripts, or a REPL with commands (/help), line editing and
+history (readline), Ctrl-C to stop an answer, and the oldest turns dropped when the context is full.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeport.errors import EdgeportError
+from edgeport.sampling import GREEDY, Sampler
 
 RUNTIMES = ("torch", "llamacpp", "onnx")
-StepFn = Callable[[list[int], int, Sequence[int]], Iterator[int]]
+Write = Callable[[str], Any]
 
 
 @dataclass
 class Engine:
-    """A tokenizer (.encode/.decode/.eos_id) and a greedy token stream over one loaded model."""
+    """A tokenizer (.encode/.decode/.eos_id/.token_to_id) and a token stream over one loaded model
+    (an edgeport.agent.GenerateFn, normally a runtime adapter's `stream`)."""
 
     name: str
     tokenizer: Any
-    step: StepFn
+    generate: Callable[..., Any]
     context_length: int = 4096
     close: Callable[[], None] = field(default=lambda: None)
 
@@ -56,16 +58,21 @@ def detect_runtime(path: Path) -> str:
     )
 
 
-def open_engine(model: str | Path | None = None, runtime: str | None = None) -> Engine:
-    """Load `model` (default: the embedded model) with `runtime` (default: guessed from what the path holds)."""
+def model_path(model: str | Path | None) -> Path:
+    """`model`, or the embedded default model; a missing path is an EdgeportError."""
     if model is None:
         from edgeport.default_model import default_model_path
 
-        path = default_model_path()
-    else:
-        path = Path(model)
+        return default_model_path()
+    path = Path(model)
     if not path.exists():
         raise EdgeportError("no such file or folder", path)
+    return path
+
+
+def open_engine(model: str | Path | None = None, runtime: str | None = None) -> Engine:
+    """Load `model` (default: the embedded model) with `runtime` (default: guessed from what the path holds)."""
+    path = model_path(model)
     if runtime is not None and runtime not in RUNTIMES:
         raise EdgeportError(f"unknown runtime {runtime!r} (choose one of {', '.join(RUNTIMES)})")
     found = detect_runtime(path)
@@ -73,6 +80,12 @@ def open_engine(model: str | Path | None = None, runtime: str | None = None) -> 
     if runtime != found:
         raise EdgeportError(f"holds a {found} model, not one for --runtime {runtime}", path)
     return {"torch": _torch_engine, "llamacpp": _llamacpp_engine, "onnx": _onnx_engine}[runtime](path)
+
+
+def _engine(name: str, tokenizer: Any, rt: Any) -> Engine:
+    from edgeport.agent import runtime_stream
+
+    return Engine(name, tokenizer, runtime_stream(rt), rt.context_length or 4096, rt.close)
 
 
 def _load_tokenizer(folder: Path) -> Any:
@@ -84,112 +97,34 @@ def _load_tokenizer(folder: Path) -> Any:
 
 
 def _torch_engine(folder: Path) -> Engine:
-    import torch
+    from runtimes.torch_ref import TorchRef
 
-    from runtimes.torch_ref import load_torch_model
-
-    model = load_torch_model(folder)
     tokenizer = _load_tokenizer(folder)
-
-    @torch.no_grad()
-    def step(ids: list[int], max_new_tokens: int, stop_ids: Sequence[int]) -> Iterator[int]:
-        cache = model.new_cache()  # absorbed attention over the latent cache, as on every other runtime
-        logits = model(torch.tensor([ids]), cache=cache, absorbed=True)
-        for i in range(max_new_tokens):
-            nxt = int(logits[0, -1].argmax())
-            yield nxt
-            if nxt in stop_ids or i == max_new_tokens - 1:
-                return
-            logits = model(torch.tensor([[nxt]]), cache=cache, absorbed=True)
-
-    return Engine("torch", tokenizer, step, model.config.max_position_embeddings)
+    # absorbed attention over the latent cache, as on every other runtime
+    return _engine("torch", tokenizer, TorchRef(folder, absorbed=True))
 
 
 def _onnx_engine(path: Path) -> Engine:
     """onnxruntime-genai over the export folder; plain onnxruntime (model.ort, else model.onnx) when genai cannot
     load it. Both run the latent cache as key/value halves, as genai_config.json describes."""
+    from runtimes.ort import OrtCpu, OrtGenai, OrtMobile
+
     folder = path if path.is_dir() else path.parent
     if not (folder / "genai_config.json").is_file():
         raise EdgeportError("no genai_config.json in the ONNX export folder", folder)
-    try:
-        cfg = json.loads((folder / "genai_config.json").read_text())
-        context = int(cfg["model"].get("context_length", 4096))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise EdgeportError(f"unreadable genai_config.json ({e})", folder / "genai_config.json") from None
     tokenizer = _load_tokenizer(folder)
     try:
-        import onnxruntime_genai as og
-
-        model = og.Model(str(folder))
+        return _engine("onnx (onnxruntime-genai)", tokenizer, OrtGenai(folder))
     except Exception:  # genai raises a bare RuntimeError for a config or graph it does not take
-        return Engine("onnx (onnxruntime)", tokenizer, ort_step(folder, cfg), context)
-
-    def step(ids: list[int], max_new_tokens: int, stop_ids: Sequence[int]) -> Iterator[int]:
-        params = og.GeneratorParams(model)
-        params.set_search_options(do_sample=False, max_length=min(context, len(ids) + max_new_tokens))
-        gen = og.Generator(model, params)
-        gen.append_tokens(ids)
-        for _ in range(max_new_tokens):
-            if gen.is_done():
-                return
-            gen.generate_next_token()
-            nxt = int(gen.get_next_tokens()[0])
-            yield nxt
-            if nxt in stop_ids:
-                return
-
-    return Engine("onnx (onnxruntime-genai)", tokenizer, step, context)
-
-
-def ort_step(folder: Path, cfg: dict) -> StepFn:
-    """Greedy decoding in plain onnxruntime: prefill, then one token at a time, feeding present.N.key/value back as
-    past_key_values.N.key/value. The same loop android_demo's LatentDecoder.java runs on the phone."""
-    import numpy as np
-    import onnxruntime as ort
-
-    dec = cfg["model"]["decoder"]
-    names, outs = dec["inputs"], dec["outputs"]
-    file = folder / "model.ort" if (folder / "model.ort").is_file() else folder / dec["filename"]
+        pass
+    cls = OrtMobile if (folder / "model.ort").is_file() else OrtCpu
     try:
-        sess = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        rt = cls(folder)
+    except EdgeportError:
+        raise
     except Exception as e:
-        raise EdgeportError(f"onnxruntime cannot load it: {str(e).splitlines()[0]}", file) from None
-    graph_inputs = {i.name for i in sess.get_inputs()}
-    n_layers, kv_heads, head = dec["num_hidden_layers"], dec["num_key_value_heads"], dec["head_size"]
-    pk, pv = (
-        names.get("past_key_names", "past_key_values.%d.key"),
-        names.get("past_value_names", "past_key_values.%d.value"),
-    )
-    ok, ov = (
-        outs.get("present_key_names", "present.%d.key"),
-        outs.get("present_value_names", "present.%d.value"),
-    )
-
-    def step(ids: list[int], max_new_tokens: int, stop_ids: Sequence[int]) -> Iterator[int]:
-        past = [np.zeros((1, kv_heads, 0, head), np.float32) for _ in range(2 * n_layers)]
-        new, pos = list(ids), 0
-        for _ in range(max_new_tokens):
-            feeds = {names.get("input_ids", "input_ids"): np.array([new], np.int64)}
-            if names.get("attention_mask", "attention_mask") in graph_inputs:
-                feeds[names.get("attention_mask", "attention_mask")] = np.ones((1, pos + len(new)), np.int64)
-            if names.get("position_ids", "position_ids") in graph_inputs:
-                feeds[names.get("position_ids", "position_ids")] = np.arange(
-                    pos, pos + len(new), dtype=np.int64
-                )[None]
-            for layer in range(n_layers):
-                feeds[pk % layer], feeds[pv % layer] = past[2 * layer], past[2 * layer + 1]
-            wanted = [outs.get("logits", "logits")] + [
-                n % layer for layer in range(n_layers) for n in (ok, ov)
-            ]
-            res = sess.run(wanted, feeds)
-            past, pos = res[1:], pos + len(new)
-            nxt = int(np.argmax(res[0][0, -1]))
-            yield nxt
-            if nxt in stop_ids:
-                return
-            new = [nxt]
-
-    return step
+        raise EdgeportError(f"onnxruntime cannot load it: {str(e).splitlines()[0]}", folder) from None
+    return _engine("onnx (onnxruntime)", tokenizer, rt)
 
 
 class _GgufTokenizer:
@@ -212,6 +147,16 @@ class _GgufTokenizer:
             out += buf.raw[: max(n, 0)]
         return out.decode("utf-8", errors="replace")
 
+    def token_to_id(self, token: str) -> int | None:
+        ids = self.encode(token)
+        return ids[0] if len(ids) == 1 else None
+
+    def llguidance_tokenizer(self) -> Any:
+        """The constraint's view of this vocabulary (edgeport.constrain), read from llama.cpp."""
+        from llguidance.llamacpp import lltokenizer_from_vocab
+
+        return lltokenizer_from_vocab(self.rt.vocab, eos_token=self.eos_id)
+
 
 def _llamacpp_engine(path: Path) -> Engine:
     """llama.cpp through runtimes.llamacpp (f32 latent cache: 576 floats/token/layer for Youtu-2B, so cheap)."""
@@ -223,29 +168,10 @@ def _llamacpp_engine(path: Path) -> Engine:
     tokenizer = (
         _load_tokenizer(path.parent) if (path.parent / "tokenizer.json").is_file() else _GgufTokenizer(rt)
     )
-
-    def step(ids: list[int], max_new_tokens: int, stop_ids: Sequence[int]) -> Iterator[int]:
-        if len(ids) + max_new_tokens > rt.n_ctx:
-            max_new_tokens = rt.n_ctx - len(ids)
-        rt._clear()  # the adapter's own prefill/decode steps, one token at a time so the chat can stream
-        rt._decode(ids, 0, all_logits=False)
-        for i in range(max_new_tokens):
-            nxt = int(rt._row(-1).argmax())
-            yield nxt
-            if nxt in stop_ids or i == max_new_tokens - 1:
-                return
-            rt._decode([nxt], len(ids) + i, all_logits=False)
-
-    return Engine("llamacpp", tokenizer, step, rt.n_ctx, rt.close)
+    return _engine("llamacpp", tokenizer, rt)
 
 
 # ---------------------------------------------------------------- the conversation
-def _stream_text(tokenizer: Any, ids: list[int]) -> str:
-    """Decoded text of `ids`, holding back a trailing partial UTF-8 character (shown as U+FFFD)."""
-    text = tokenizer.decode(ids)
-    return text[:-1] if text.endswith("\ufffd") else text
-
-
 @dataclass
 class ChatSession:
     """One conversation. `ask(text)` runs a user turn: generate, execute tool calls, continue, return the answer."""
@@ -256,6 +182,9 @@ class ChatSession:
     system: str | None = None
     max_new_tokens: int = 256
     max_tool_rounds: int = 4
+    sampler: Sampler = GREEDY
+    constrain: bool = True  # tool calls decoded under edgeport.constrain
+    thinking: bool = False  # let the model think (else the prompt holds an empty think block)
     messages: list[dict] = field(default_factory=list)
 
     def reset(self) -> None:
@@ -264,70 +193,94 @@ class ChatSession:
     def __post_init__(self) -> None:
         self.reset()
 
-    def prompt_ids(self) -> list[int]:
-        from edgeport.chat import render
+    def set_system(self, text: str | None) -> None:
+        """Replace the system prompt (the conversation so far stays)."""
+        self.system = text or None
+        self.messages = [m for m in self.messages if m["role"] != "system"]
+        if self.system:
+            self.messages.insert(0, {"role": "system", "content": self.system})
+
+    def tool_schemas(self) -> list[dict] | None:
         from edgeport.tools import schemas
 
-        tools = schemas(list(self.tools)) if self.tools else None
-        text = render(self.messages, tools=tools, add_generation_prompt=True, enable_thinking=False)
-        ids = self.engine.tokenizer.encode(text)
-        room = self.engine.context_length - len(ids)
-        if room <= 0:
-            raise EdgeportError(
-                f"the conversation is {len(ids)} tokens, the model's context is {self.engine.context_length} "
-                "(start over with /reset, or offer fewer tools)"
+        return schemas(list(self.tools)) if self.tools else None
+
+    def prompt_ids(self, on_note: Write | None = None) -> list[int]:
+        """The prompt for the next reply. While it leaves less than a reply's room in the context, the oldest turn
+        (a user message and everything after it up to the next one) is dropped and `on_note` is told; when the
+        latest message alone does not fit, an EdgeportError says so."""
+        from edgeport.agent import prompt_ids
+
+        ctx = self.engine.context_length
+        want = min(self.max_new_tokens, ctx // 4)
+        dropped = 0
+        while True:
+            ids = prompt_ids(self.engine.tokenizer, self.messages, self.tool_schemas(), self.thinking)
+            if ctx - len(ids) >= want:
+                break
+            users = [i for i, m in enumerate(self.messages) if m["role"] == "user"]
+            if len(users) < 2:
+                raise EdgeportError(
+                    f"the message is {len(ids)} tokens with the tools and system prompt; the model's context "
+                    f"is {ctx} and a reply needs {want} (send a shorter message, or offer fewer tools)"
+                )
+            del self.messages[users[0] : users[1]]
+            dropped += 1
+        if dropped and on_note is not None:
+            on_note(
+                f"(dropped the {dropped} oldest turn{'s' * (dropped > 1)} to fit the {ctx}-token context)\n"
             )
         return ids
-
-    def generate(self, on_text: Callable[[str], None] | None = None) -> str:
-        """One model call on the current conversation; streams text through on_text, returns the full reply."""
-        ids = self.prompt_ids()
-        tok = self.engine.tokenizer
-        budget = min(self.max_new_tokens, self.engine.context_length - len(ids))
-        out: list[int] = []
-        shown = ""
-        for t in self.engine.step(ids, budget, (tok.eos_id,)):
-            if t == tok.eos_id:
-                break
-            out.append(t)
-            text = _stream_text(tok, out)
-            if on_text is not None and len(text) > len(shown) and text.startswith(shown):
-                on_text(text[len(shown) :])
-                shown = text
-        text = tok.decode(out)
-        if on_text is not None and text != shown:
-            on_text(text[len(shown) :] if text.startswith(shown) else "\n" + text)
-        return text
 
     def ask(
         self,
         text: str,
-        on_text: Callable[[str], None] | None = None,
+        on_text: Write | None = None,
         on_tool: Callable[[str, dict, str], None] | None = None,
+        on_note: Write | None = None,
     ) -> str:
-        """Add a user message and run the agent loop; returns the final answer (the last reply's text)."""
-        from edgeport.chat import TOOL_CALL_START, parse_tool_calls
+        """Add a user message and run the agent loop; returns the final answer (the last reply's text). On an
+        error or Ctrl-C the conversation is left as it was before the message."""
+        from edgeport.agent import Reply, apply_reply
 
-        self.messages.append({"role": "user", "content": text})
-        for _ in range(self.max_tool_rounds + 1):
-            reply = self.generate(on_text)
-            calls = parse_tool_calls(reply) if self.tools else []
-            if not calls:
-                self.messages.append({"role": "assistant", "content": reply})
-                return reply
-            self.messages.append(
-                {
-                    "role": "assistant",
-                    "content": reply.split(TOOL_CALL_START, 1)[0].strip(),
-                    "tool_calls": [{"type": "function", "function": c} for c in calls],
-                }
-            )
-            for c in calls:
-                result = self.tool_env().call(c["name"], c["arguments"])
-                if on_tool is not None:
-                    on_tool(c["name"], c["arguments"], result)
-                self.messages.append({"role": "tool", "content": result})
-        return reply  # still calling tools after max_tool_rounds: stop here, the calls are in the transcript
+        user = {"role": "user", "content": text}
+        self.messages.append(user)
+        try:
+            for _ in range(self.max_tool_rounds + 1):
+                ids = self.prompt_ids(on_note)
+                budget = min(self.max_new_tokens, self.engine.context_length - len(ids))
+                tools = self.tool_schemas()
+                reply = Reply(
+                    self.engine.generate,
+                    self.engine.tokenizer,
+                    ids,
+                    budget,
+                    tools,
+                    self.sampler,
+                    self.constrain,
+                )
+                for piece in reply:
+                    if on_text is not None:
+                        on_text(piece)
+                if not tools:
+                    self.messages.append({"role": "assistant", "content": reply.text})
+                    return reply.text
+                step = apply_reply(self.messages, reply.text, self.tools or (), self.tool_env())
+                if step.malformed and on_note is not None:
+                    on_note(
+                        "\n(the model's tool call is not valid JSON for an offered tool; nothing was run)\n"
+                    )
+                for c in step.calls:
+                    if on_tool is not None:
+                        on_tool(c["name"], c["arguments"], c["result"])
+                if not step.calls:
+                    return reply.text
+            return (
+                reply.text
+            )  # still calling tools after max_tool_rounds: stop here, the calls are in the transcript
+        except BaseException:
+            self.messages[:] = self.messages[: next(i for i, m in enumerate(self.messages) if m is user)]
+            raise
 
     def tool_env(self) -> Any:
         if self.env is None:
@@ -336,8 +289,44 @@ class ChatSession:
             self.env = ToolEnv()
         return self.env
 
+    def save(self, path: Path) -> None:
+        from edgeport.io import atomic_file
 
-# ---------------------------------------------------------------- the terminal loop
+        state = {"system": self.system, "tools": list(self.tools or []), "messages": self.messages}
+        with atomic_file(path, "w") as f:
+            f.write(json.dumps(state, ensure_ascii=False, indent=1) + "\n")
+
+    def load(self, path: Path) -> None:
+        from edgeport.tools import TOOL_NAMES
+
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            messages = state["messages"]
+            tools = state.get("tools") or []
+            ok = isinstance(messages, list) and all(
+                isinstance(m, dict) and m.get("role") in ("system", "user", "assistant", "tool")
+                for m in messages
+            )
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise EdgeportError(f"cannot load a chat from it ({type(e).__name__}: {e})", path) from None
+        if not ok or not all(t in TOOL_NAMES for t in tools):
+            raise EdgeportError("not a chat saved by /save (bad messages or tools)", path)
+        self.system, self.tools, self.messages = state.get("system"), tools or None, messages
+
+
+# ---------------------------------------------------------------- the terminal
+HELP = """commands:
+  /help            this list
+  /reset           start over (the system prompt stays)
+  /system [TEXT]   show or set the system prompt
+  /tools [A,B|all|none]  show or set the tools offered to the model
+  /save FILE       save the conversation as JSON
+  /load FILE       load a conversation saved with /save
+  /exit            quit (also Ctrl-D, or Ctrl-C twice)
+Ctrl-C during an answer stops it.
+"""
+
+
 def run_chat(
     model: str | Path | None = None,
     runtime: str | None = None,
@@ -346,53 +335,177 @@ def run_chat(
     prompt: str | None = None,
     max_new_tokens: int = 256,
     system: str | None = None,
-    write: Callable[[str], Any] | None = None,
+    write: Write | None = None,
     read: Callable[[str], str] = input,
+    sampler: Sampler = GREEDY,
+    constrain: bool = True,
+    thinking: bool = False,
 ) -> ChatSession:
-    """`prompt` given: answer it and return. Otherwise read lines until /exit or end of input (/reset starts over)."""
+    """`prompt` given: answer it and return. Otherwise a REPL until /exit, end of input or Ctrl-C twice."""
     from edgeport.tools import TOOL_NAMES
 
     write = write or _stdout
-    names = list(tool_names) if tool_names else list(TOOL_NAMES)
-    unknown = [n for n in names if n not in TOOL_NAMES]
-    if unknown:
-        raise EdgeportError(f"unknown tool {unknown[0]!r} (known: {', '.join(TOOL_NAMES)})")
+    names = _tool_names(tool_names) if tool_names else list(TOOL_NAMES)
     engine = open_engine(model, runtime)
     session = ChatSession(
-        engine, tools=names if tools else None, system=system, max_new_tokens=max_new_tokens
+        engine,
+        tools=names if tools else None,
+        system=system,
+        max_new_tokens=max_new_tokens,
+        sampler=sampler,
+        constrain=constrain,
+        thinking=thinking,
     )
+    shown = _Shown(write, dim=thinking and read is input and sys.stdout.isatty())
 
     def on_tool(name: str, args: dict, result: str) -> None:
         write(f"\n[tool] {name}({json.dumps(args, ensure_ascii=False)}) -> {result}\n")
 
+    save_history = None
     try:
         if prompt is not None:
-            session.ask(prompt, write, on_tool)
+            session.ask(prompt, shown, on_tool, write)
             write("\n")
             return session
-        write(
-            f"edgeport chat ({engine.name}, {len(session.tools or [])} tools). /reset starts over, /exit quits.\n"
-        )
+        save_history = _readline_history() if read is input and sys.stdin.isatty() else None
+        write(f"edgeport chat ({engine.name}, {len(session.tools or [])} tools). /help lists the commands.\n")
+        interrupted = False
         while True:
             try:
                 line = read("you> ").strip()
             except EOFError:
                 write("\n")
                 break
-            if line in ("/exit", "/quit"):
-                break
-            if line == "/reset":
-                session.reset()
-                write("(conversation cleared)\n")
+            except KeyboardInterrupt:
+                if interrupted:
+                    write("\n")
+                    break
+                interrupted = True
+                write("\n(Ctrl-C again or /exit to quit)\n")
                 continue
+            interrupted = False
             if not line:
                 continue
+            if line.startswith("/"):
+                if _command(session, line, write):
+                    break
+                continue
             write("model> ")
-            session.ask(line, write, on_tool)
+            try:
+                session.ask(line, shown, on_tool, write)
+            except KeyboardInterrupt:
+                write("\n(stopped; that exchange was dropped)\n")
+                continue
+            except EdgeportError as e:
+                write(f"\n(note: {e})\n")
+                continue
+            finally:
+                shown.end()
             write("\n")
     finally:
+        if save_history is not None:
+            save_history()
         engine.close()
     return session
+
+
+def _tool_names(names: Sequence[str]) -> list[str]:
+    from edgeport.tools import TOOL_NAMES
+
+    unknown = [n for n in names if n not in TOOL_NAMES]
+    if unknown:
+        raise EdgeportError(f"unknown tool {unknown[0]!r} (known: {', '.join(TOOL_NAMES)})")
+    return list(names)
+
+
+def _command(session: ChatSession, line: str, write: Write) -> bool:
+    """Run one /command; True when the chat should end."""
+    from edgeport.tools import TOOL_NAMES
+
+    cmd, _, arg = line.partition(" ")
+    arg = arg.strip()
+    try:
+        if cmd in ("/exit", "/quit"):
+            return True
+        if cmd == "/help":
+            write(HELP)
+        elif cmd == "/reset":
+            session.reset()
+            write("(conversation cleared)\n")
+        elif cmd == "/system":
+            if arg:
+                session.set_system(arg)
+            write(f"(system prompt: {session.system!r})\n")
+        elif cmd == "/tools":
+            if arg == "none":
+                session.tools = None
+            elif arg == "all":
+                session.tools = list(TOOL_NAMES)
+            elif arg:
+                session.tools = _tool_names([n.strip() for n in arg.split(",") if n.strip()])
+            write(f"(tools offered: {', '.join(session.tools or []) or 'none'})\n")
+        elif cmd in ("/save", "/load"):
+            if not arg:
+                raise EdgeportError(f"{cmd} needs a file name")
+            path = Path(arg).expanduser()
+            if cmd == "/save":
+                session.save(path)
+                write(f"(saved {len(session.messages)} messages to {path})\n")
+            else:
+                session.load(path)
+                write(f"(loaded {len(session.messages)} messages from {path})\n")
+        else:
+            write(f"(unknown command {cmd}; /help lists them)\n")
+    except EdgeportError as e:
+        write(f"(note: {e})\n")
+    return False
+
+
+class _Shown:
+    """The answer as it streams; with `dim`, the model's reasoning (<think>...</think>) is shown dimmed."""
+
+    def __init__(self, write: Write, dim: bool) -> None:
+        self.write, self.dim, self.inside = write, dim, False
+
+    def __call__(self, piece: str) -> None:
+        from edgeport.chat import THINK_END, THINK_START
+
+        if self.dim:
+            if THINK_START in piece:
+                self.inside = True
+            piece = piece.replace(THINK_START, "\x1b[2m" + THINK_START).replace(
+                THINK_END, THINK_END + "\x1b[0m"
+            )
+            self.inside = self.inside and THINK_END not in piece
+        self.write(piece)
+
+    def end(self) -> None:
+        if self.inside:
+            self.write("\x1b[0m")
+            self.inside = False
+
+
+def _readline_history() -> Callable[[], None] | None:
+    """Line editing and history for input() (GNU readline; the history is kept in ~/.edgeport_history).
+    Returns the function that saves the history, or None where readline is missing (e.g. Windows)."""
+    try:
+        import readline
+    except ImportError:
+        return None
+    path = os.path.expanduser("~/.edgeport_history")
+    try:
+        readline.read_history_file(path)
+    except OSError:
+        pass
+    readline.set_history_length(1000)
+
+    def save() -> None:
+        try:
+            readline.write_history_file(path)
+        except OSError:
+            pass
+
+    return save
 
 
 def _stdout(s: str) -> None:

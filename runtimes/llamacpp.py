@@ -1,8 +1,8 @@
 """llama.cpp through llama-cpp-python's C API (the low-level bindings, so weight repacking can be switched).
 
 `LlamaCpp(path)` runs a GGUF on the CPU (n_gpu_layers > 0 offloads; the Metal adapter is runtimes.apple).
-Logits are teacher-forced in one batch with an output row per token; generation is greedy (argmax), one token
-per decode, against llama.cpp's own KV cache.
+Logits are teacher-forced in one batch with an output row per token; decoding (runtimes.base.Runtime.stream)
+runs one token per llama_decode against llama.cpp's own KV cache and picks tokens from the logits row.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class LlamaCpp(Runtime):
         if not self.ctx:
             lc.llama_model_free(self.model)
             raise EdgeportError("llama.cpp cannot create a context for it", self.artifact)
-        self.n_ctx = n_ctx
+        self.n_ctx = self.context_length = n_ctx
         self.vocab = lc.llama_model_get_vocab(self.model)
         self.n_vocab = lc.llama_vocab_n_tokens(self.vocab)
         self.batch = lc.llama_batch_init(n_ctx, 0, 1)
@@ -134,19 +134,16 @@ class LlamaCpp(Runtime):
         self._decode(ids, 0, all_logits=True)
         return np.stack([self._row(i) for i in range(len(ids))]).astype(np.float32)
 
-    def generate(self, ids: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[int]:
+    def _start(self, ids: Sequence[int], max_new_tokens: int) -> np.ndarray:
         self._clear()
         self._decode(ids, 0, all_logits=False)
-        out: list[int] = []
-        pos = len(ids)
-        for _ in range(max_new_tokens):
-            nxt = int(self._row(-1).argmax())
-            out.append(nxt)
-            if nxt in stop_ids or len(out) == max_new_tokens:
-                break
-            self._decode([nxt], pos, all_logits=False)
-            pos += 1
-        return out
+        self._pos = len(ids)
+        return self._row(-1)
+
+    def _next(self, token: int) -> np.ndarray:
+        self._decode([token], self._pos, all_logits=False)
+        self._pos += 1
+        return self._row(-1)
 
     def tokenize(self, text: str) -> list[int]:
         data = text.encode("utf-8")

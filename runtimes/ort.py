@@ -3,7 +3,8 @@
 - `OrtCpu(folder)`: onnxruntime CPU EP on model.onnx.
 - `OrtMobile(folder)`: the ORT Mobile form, model.ort loaded from bytes with `session.load_model_format=ORT`
   and `session.use_ort_model_bytes_directly=1` (what the onnxruntime-android/objc packages run), CPU EP.
-- `OrtGenai(folder)`: onnxruntime-genai (`og.Model` on genai_config.json) greedy generation.
+- `OrtGenai(folder)`: onnxruntime-genai (`og.Model` on genai_config.json) keeping the cache; tokens are picked
+  by runtimes.base.Runtime.stream like everywhere else.
 
 The graph's KV cache is the MLA latent only, as two halves `past_key_values.N.key/.value` [B, 1, T, L/2].
 """
@@ -22,6 +23,16 @@ def _tokenize(folder: Path, text: str) -> list[int]:
     from edgeport.tokenizer import load_tokenizer
 
     return list(load_tokenizer(folder).encode(text))
+
+
+def _context_length(folder: Path) -> int | None:
+    """genai_config.json's context_length (the export's max_position_embeddings), if the folder has one."""
+    import json
+
+    try:
+        return int(json.loads((folder / "genai_config.json").read_text())["model"]["context_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class OrtCpu(Runtime):
@@ -50,6 +61,7 @@ class OrtCpu(Runtime):
         self.past = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.half = int(self.past[0].shape[-1])
+        self.context_length = _context_length(self.artifact)
 
     def _session(self, ort, so, path: Path):
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
@@ -75,16 +87,13 @@ class OrtCpu(Runtime):
         out, _ = self.step(np.asarray([list(ids)], np.int64), self.empty_cache())
         return out[0].astype(np.float32)
 
-    def generate(self, ids: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[int]:
-        logits, cache = self.step(np.asarray([list(ids)], np.int64), self.empty_cache())
-        out: list[int] = []
-        for _ in range(max_new_tokens):
-            nxt = int(logits[0, -1].argmax())
-            out.append(nxt)
-            if nxt in stop_ids or len(out) == max_new_tokens:
-                break
-            logits, cache = self.step(np.asarray([[nxt]], np.int64), cache)
-        return out
+    def _start(self, ids: Sequence[int], max_new_tokens: int) -> np.ndarray:
+        logits, self._cache = self.step(np.asarray([list(ids)], np.int64), self.empty_cache())
+        return logits[0, -1]
+
+    def _next(self, token: int) -> np.ndarray:
+        logits, self._cache = self.step(np.asarray([[token]], np.int64), self._cache)
+        return logits[0, -1]
 
     def tokenize(self, text: str) -> list[int]:
         return _tokenize(self.artifact, text)
@@ -126,7 +135,7 @@ class OrtGenai(Runtime):
             )
         self.og = og
         self.model = og.Model(str(self.artifact))
-        self.context = int(json.loads(cfg_path.read_text())["model"]["context_length"])
+        self.context = self.context_length = int(json.loads(cfg_path.read_text())["model"]["context_length"])
 
     def _generator(self, max_length: int):
         params = self.og.GeneratorParams(self.model)
@@ -139,17 +148,20 @@ class OrtGenai(Runtime):
         gen.append_tokens(np.asarray([list(ids)], np.int32))
         return np.asarray(gen.get_output("logits"), np.float32)[0]
 
-    def generate(self, ids: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[int]:
-        gen = self._generator(min(self.context, len(ids) + max_new_tokens))
-        gen.append_tokens(np.asarray([list(ids)], np.int32))
-        out: list[int] = []
-        while len(out) < max_new_tokens and not gen.is_done():
-            gen.generate_next_token()
-            nxt = int(gen.get_next_tokens()[0])
-            out.append(nxt)
-            if nxt in stop_ids:
-                break
-        return out
+    def _start(self, ids: Sequence[int], max_new_tokens: int) -> np.ndarray:
+        """genai keeps the cache; we pick each token (so sampling and constraints are the same as elsewhere)
+        and hand it back with append_tokens."""
+        self._gen = self._generator(min(self.context, len(ids) + max_new_tokens))
+        self._gen.append_tokens(np.asarray([list(ids)], np.int32))
+        return self._last_logits()
+
+    def _next(self, token: int) -> np.ndarray:
+        self._gen.append_tokens(np.asarray([[token]], np.int32))
+        return self._last_logits()
+
+    def _last_logits(self) -> np.ndarray:
+        logits = np.asarray(self._gen.get_logits(), np.float32)
+        return logits.reshape(-1, logits.shape[-1])[-1]
 
     def tokenize(self, text: str) -> list[int]:
         return _tokenize(self.artifact, text)

@@ -41,7 +41,9 @@ class TorchRef(Runtime):
         self.absorbed = absorbed
         self.model = load_torch_model(folder)
         self.config = self.model.config
+        self.context_length = self.config.max_position_embeddings
         self._tok = None
+        self._cache = None
 
     @torch.no_grad()
     def logits(self, ids: Sequence[int]) -> np.ndarray:
@@ -52,8 +54,18 @@ class TorchRef(Runtime):
             out = self.model(x)
         return out[0].float().numpy()
 
-    def generate(self, ids: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[int]:
-        return self.model.generate(list(ids), max_new_tokens, tuple(stop_ids), absorbed=self.absorbed)
+    @torch.no_grad()
+    def _start(self, ids: Sequence[int], max_new_tokens: int) -> np.ndarray:
+        self._cache = self.model.new_cache()
+        return self._run([list(ids)])
+
+    @torch.no_grad()
+    def _next(self, token: int) -> np.ndarray:
+        return self._run([[token]])
+
+    def _run(self, ids: list[list[int]]) -> np.ndarray:
+        out = self.model(torch.tensor(ids, dtype=torch.long), cache=self._cache, absorbed=self.absorbed)
+        return out[0, -1].float().numpy()
 
     def tokenize(self, text: str) -> list[int]:
         from tokenizers import Tokenizer

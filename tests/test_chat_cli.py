@@ -45,7 +45,7 @@ def test_scripted_model_tool_call_is_executed(tokenizer_dir: Path) -> None:
     ]
     prompts: list[str] = []
 
-    def step(ids: list[int], max_new: int, stop_ids: Sequence[int]):
+    def step(ids: list[int], max_new: int, stop_ids: Sequence[int], sampler=None):
         prompts.append(tok.decode(ids))
         yield from tok.encode(script[len(prompts) - 1]) + [tok.eos_id]
 
@@ -76,7 +76,7 @@ def test_tool_loop_stops_after_max_rounds(tokenizer_dir: Path) -> None:
     call = format_tool_call("calculate", {"expression": "1+1"})
     step_calls = []
 
-    def step(ids, max_new, stop_ids):
+    def step(ids, max_new, stop_ids, sampler=None):
         step_calls.append(1)
         yield from tok.encode(call) + [tok.eos_id]
 
@@ -120,13 +120,13 @@ def test_interactive_reset_and_exit(ckpt: Path) -> None:
 def test_multi_turn_keeps_the_conversation(ckpt: Path) -> None:
     engine = open_engine(ckpt)
     seen: list[list[int]] = []
-    inner = engine.step
+    inner = engine.generate
 
-    def spy(ids, max_new, stop_ids):
+    def spy(ids, max_new, stop_ids, **kw):
         seen.append(ids)
-        return inner(ids, max_new, stop_ids)
+        return inner(ids, max_new, stop_ids, **kw)
 
-    engine.step = spy
+    engine.generate = spy
     session = ChatSession(engine, max_new_tokens=6)
     first = session.ask("one")
     session.ask("two")
@@ -186,11 +186,11 @@ def test_onnx_export_chat_matches_torch(ckpt: Path, tmp_path: Path) -> None:
     session = run_chat(out, None, tools=False, prompt="Hello there", max_new_tokens=12, write=lambda s: None)
     assert session.engine.name.startswith("onnx")
     assert session.messages[-1]["content"] == expected
-    # The plain-onnxruntime loop (used when genai cannot load a folder) on the ORT-format model answers the same.
-    from edgeport.chat_cli import ort_step
+    # Plain onnxruntime (used when genai cannot load a folder) on the ORT-format model answers the same.
+    from edgeport.agent import runtime_stream
+    from runtimes.ort import OrtMobile
 
-    cfg = json.loads((out / "genai_config.json").read_text())
-    engine = Engine("onnx (onnxruntime)", load_tokenizer(out), ort_step(out, cfg))
+    engine = Engine("onnx (onnxruntime)", load_tokenizer(out), runtime_stream(OrtMobile(out)))
     assert ChatSession(engine, max_new_tokens=12).ask("Hello there") == expected
 
 
