@@ -115,6 +115,12 @@ def size(path: Path) -> int:
     )
 
 
+def clock(seconds: float) -> str:
+    """Elapsed time as m:ss (h:mm:ss past an hour), for progress lines."""
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
 def versions() -> dict[str, str]:
     out = {}
     for pkg in ("edgeport", "torch", "onnxruntime", "onnxruntime-genai", "llama-cpp-python", "gguf", "onnx"):
@@ -161,7 +167,10 @@ def export_all(
     console = Console(stderr=True, quiet=not progress)
     with atomic_dir(out_dir) as tmp:
         for i, step in enumerate(steps, 1):
-            console.print(f"[bold][{i}/{len(steps)}][/] {step.label}", highlight=False)
+            console.print(
+                f"[bold][{i}/{len(steps)}][/] {step.label} [dim](at {clock(time.time() - started)})[/]",
+                highlight=False,
+            )
             src = tmp / step.source if step.source else model_dir
             out = tmp / step.path
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +188,11 @@ def export_all(
                     "sha256": sha256(out),
                     "seconds": round(time.perf_counter() - t0, 2),
                 }
+            )
+            console.print(
+                f"      done in {entries[-1]['seconds']:.1f} s, {entries[-1]['bytes'] / 2**20:,.1f} MiB "
+                f"[dim](at {clock(time.time() - started)})[/]",
+                highlight=False,
             )
         manifest = {
             "format": FORMAT,
