@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 
 from edgeport.errors import EdgeportError
 from edgeport.io import atomic_dir
-from quant.formats import BLOCK, FORMATS, BlockFormat, pack_matmulnbits
+from quant.formats import BLOCK, FLOATS, FORMATS, BlockFormat, pack_matmulnbits
 
 FORMAT_NAME, VERSION = "edgeport-quant", 1
 COPY_FILES = (
@@ -37,7 +37,6 @@ COPY_FILES = (
     "vocab.json",
     "merges.txt",
 )
-FLOATS = {"f32": np.float32, "f16": np.float16, "bf16": np.float32}  # bf16 is read back as float32
 
 
 @dataclass

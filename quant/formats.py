@@ -23,6 +23,8 @@ block = code[2i] | code[2i + 1] << 4 (zero point 8 = the Q4_0 code offset); 8 bi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 BLOCK = 32
@@ -192,14 +194,35 @@ class Q4_1(BlockFormat):
 
 
 FORMATS: dict[str, type[BlockFormat]] = {f.name: f for f in (Q8_0, Q4_0, Q4_1)}
-FLOAT_FORMATS = {"f32": np.float32, "f16": np.float16, "bf16": None}  # bf16: no numpy dtype, read via torch
+# float formats -> the numpy dtype they are read back as (numpy has no bf16: float32)
+FLOATS = {"f32": np.float32, "f16": np.float16, "bf16": np.float32}
 
 
-def get_format(name: str) -> type[BlockFormat]:
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise ValueError(f"unknown block format {name!r} (known: {', '.join(FORMATS)})") from None
+@dataclass(frozen=True)
+class Format:
+    """What every exporter and runtime calls one weight format: its GGML type (gguf.GGMLQuantizationType value),
+    bits per stored value, the ONNX precision that holds it, and the `edgeport validate` gate of that precision."""
+
+    ggml_type: int
+    bits: int
+    onnx: str
+    gate: str
+
+
+# The one table of formats (GGML type values from ggml.h: F32 0, F16 1, BF16 30; block formats carry their own).
+TABLE: dict[str, Format] = {
+    "f32": Format(0, 32, "fp32", "fp32"),
+    "f16": Format(1, 16, "fp16", "f16"),
+    "bf16": Format(30, 16, "fp16", "f16"),
+    **{n: Format(f.ggml_type, f.bits, f"int{f.bits}", f"int{f.bits}") for n, f in FORMATS.items()},
+}
+
+
+def gate_class(precision: str) -> str:
+    """The validate gate of an artifact precision: a format name (f16, q4_0, ...) or an ONNX precision (int4)."""
+    if precision in TABLE:
+        return TABLE[precision].gate
+    return next((f.gate for f in TABLE.values() if f.onnx == precision), precision)
 
 
 def pack_matmulnbits(

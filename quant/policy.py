@@ -14,9 +14,10 @@
 
 from __future__ import annotations
 
-from quant.formats import BLOCK, FORMATS
+from quant.formats import BLOCK, FORMATS, TABLE
 
-SCHEMES: dict[str, str] = {  # scheme -> base block format
+# scheme -> base block format (its row of quant.formats.TABLE gives the GGML type, bits, ONNX precision, gate)
+SCHEMES: dict[str, str] = {
     "q8_0": "q8_0",
     "q4_0": "q4_0",
     "q4_1": "q4_1",
@@ -30,6 +31,11 @@ def check_scheme(scheme: str) -> str:
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r} (choose one of: {', '.join(SCHEMES)})")
     return scheme
+
+
+def onnx_precision(scheme: str) -> str:
+    """The ONNX precision that holds a scheme's codes (int8 / int4: the bits of its base format)."""
+    return TABLE[SCHEMES[check_scheme(scheme)]].onnx
 
 
 def choose(name: str, shape: tuple[int, ...], scheme: str, tied: bool) -> tuple[str, str]:

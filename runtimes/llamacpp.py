@@ -11,37 +11,19 @@ import contextlib
 import ctypes
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edgeport.errors import EdgeportError
+from edgeport.logs import captured_log
 from runtimes.base import Runtime
 
 _BACKEND_READY = False
 CELL_META_BYTES = (
     12  # per cached token in a sequence state: pos (int32), n_seq_id (uint32), one seq_id (int32)
 )
-
-
-@contextlib.contextmanager
-def captured_log() -> Iterator[list[str]]:
-    """Collect llama.cpp's log lines (instead of printing them) while loading."""
-    import llama_cpp
-    from llama_cpp import _logger
-
-    lines: list[str] = []
-
-    @llama_cpp.llama_log_callback
-    def cb(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        lines.append(text.decode("utf-8", "replace"))
-
-    llama_cpp.llama_log_set(cb, ctypes.c_void_p(0))
-    try:
-        yield lines
-    finally:
-        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
 
 
 class LlamaCpp(Runtime):

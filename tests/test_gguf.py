@@ -150,7 +150,7 @@ def test_kv_cache_is_latent_only(hf_checkpoint, tmp_path):
 def test_quantized_kl_and_top1_vs_fp32(block_checkpoint, tmp_path, qtype, kl_max, top1_min):
     out = export_gguf(block_checkpoint, tmp_path / f"{qtype}.gguf", qtype, progress=False)
     types = {t.tensor_type for t in _tensors(out).values()}
-    assert G.QUANT_TYPES[qtype] in types
+    assert G.ggml_type(qtype) in types
     ids = _ids(64, load_config(block_checkpoint).vocab_size, seed=2)
     kl, top1 = _kl_top1(_torch_logits(block_checkpoint, ids), LlamaCpp(out, n_ctx=256).logits(ids))
     assert kl < kl_max and top1 >= top1_min, (kl, top1)

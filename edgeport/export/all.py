@@ -26,8 +26,10 @@ from edgeport.checkpoint import TOKENIZER_FILES, load_config, weight_files
 from edgeport.errors import EdgeportError
 from edgeport.io import atomic_dir
 from edgeport.manifest import FORMAT, MANIFEST, write_manifest
+from quant.policy import onnx_precision
 
-SCHEMES = {"q8_0": "int8", "q4_0": "int4"}  # quantized scheme -> ONNX precision name of the same codes
+# the quantized schemes `export all` builds (their ONNX precision: quant.policy.onnx_precision)
+SCHEMES = ("q8_0", "q4_0")
 FORMATS = ("gguf", "onnx")
 
 
@@ -90,7 +92,7 @@ def plan(schemes: list[str], formats: list[str], method: str, progress: bool = T
     if "onnx" in formats:
         steps.append(Step("ONNX fp32 + .ort", "onnx", "fp32", "onnx/fp32", "checkpoint", onnx("fp32")))
         for s in schemes:
-            p = SCHEMES[s]
+            p = onnx_precision(s)
             steps.append(Step(f"ONNX {p} + .ort", "onnx", p, f"onnx/{p}", f"quantized/{s}", onnx(p)))
     return steps
 

@@ -37,13 +37,13 @@ from edgeport.checkpoint import expected_shapes, load_config, weight_files
 from edgeport.errors import EdgeportError
 from edgeport.io import atomic_file
 from edgeport.model import YoutuConfig
+from quant.formats import FLOATS, FORMATS, TABLE
+from quant.policy import SCHEMES
 
 ARCH = "deepseek2"
-FLOAT_TYPES = {"f32": T.F32, "f16": T.F16, "bf16": T.BF16}
-QUANT_TYPES = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1}
-GGML_OF = {"f32": T.F32, "f16": T.F16, "bf16": T.BF16, "q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1}
 KQUANT_TYPES = {"q4_k_m": gguf.LlamaFileType.MOSTLY_Q4_K_M, "q6_k": gguf.LlamaFileType.MOSTLY_Q6_K}
-TYPES = (*FLOAT_TYPES, *QUANT_TYPES, *KQUANT_TYPES)
+# float and block formats are quant/'s (quant.formats.TABLE); k-quants exist only in llama.cpp
+TYPES = (*FLOATS, *FORMATS, *KQUANT_TYPES)
 FILE_TYPES = {
     "f32": gguf.LlamaFileType.ALL_F32,
     "f16": gguf.LlamaFileType.MOSTLY_F16,
@@ -197,13 +197,18 @@ def quantize_rows(x: torch.Tensor, fmt: str) -> np.ndarray:
 def tensor_type(hf_name: str, shape: tuple[int, ...], type: str, tied: bool) -> T:
     """GGML type of one tensor for an export `type`. Float types: norms stay F32, matrices take the type. Block
     types: quant/'s policy (norms F32, the output layer q8_0 under int4, rows not a multiple of 32 -> f16/f32)."""
-    if type in FLOAT_TYPES:
-        return T.F32 if len(shape) == 1 else FLOAT_TYPES[type]
+    if type in FLOATS:
+        return T.F32 if len(shape) == 1 else ggml_type(type)
     from quant.policy import choose
 
     rows = (shape[0] * shape[1], shape[2]) if len(shape) == 3 else shape  # k_b / v_b as stored by quant/
     fmt, _ = choose(hf_name, rows, type, tied)
-    return GGML_OF[fmt]
+    return ggml_type(fmt)
+
+
+def ggml_type(fmt: str) -> T:
+    """The GGML tensor type of a quant/ format (f32, f16, bf16, q8_0, q4_0, q4_1)."""
+    return T(TABLE[fmt].ggml_type)
 
 
 # ---- the plan: every GGUF tensor, its ggml shape and type, and how to produce its rows --------------------
@@ -311,9 +316,6 @@ def _ordered(shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, tuple[int, .
     return sorted(shapes.items(), key=key)
 
 
-SCHEME_TYPES = {"q8_0": "q8_0", "q4_0": "q4_0", "q4_1": "q4_1", "q4_0_mla": "q4_0"}
-
-
 def plan_quantized(folder: Path, cfg: YoutuConfig) -> tuple[list[Planned], str]:
     """Plan a quantized checkpoint (docs/QUANT_FORMAT.md): block tensors are packed from their stored codes and
     fp16 scales (no rounding again); float tensors keep their stored dtype. Returns (plan, file type)."""
@@ -350,7 +352,7 @@ def plan_quantized(folder: Path, cfg: YoutuConfig) -> tuple[list[Planned], str]:
             if order is not None:
                 arrays = [x[order] for x in arrays]
             if fmt not in FORMATS:
-                return encode_float(arrays[0], GGML_OF[fmt])
+                return encode_float(arrays[0], ggml_type(fmt))
             return FORMATS[fmt].pack_gguf(*(x.numpy() for x in arrays))
 
         def gen() -> Iterator[np.ndarray]:
@@ -363,10 +365,10 @@ def plan_quantized(folder: Path, cfg: YoutuConfig) -> tuple[list[Planned], str]:
         return gen
 
     plan = [
-        Planned(gguf_name(hf), shape, GGML_OF[meta[hf]["format"]], rows(hf, meta[hf]["format"]))
+        Planned(gguf_name(hf), shape, ggml_type(meta[hf]["format"]), rows(hf, meta[hf]["format"]))
         for hf, shape in _ordered(shapes)
     ]
-    return plan, SCHEME_TYPES.get(qc.get("scheme"), "q8_0")
+    return plan, SCHEMES.get(qc.get("scheme"), "q8_0")
 
 
 # ---- metadata ----------------------------------------------------------------------------------------
@@ -395,7 +397,7 @@ def add_model_kv(writer: gguf.GGUFWriter, cfg: YoutuConfig, type: str, name: str
     writer.add_expert_feed_forward_length(cfg.intermediate_size)
     writer.add_expert_shared_count(0)
     writer.add_rope_dimension_count(dr)
-    if type in QUANT_TYPES:
+    if type in FORMATS:
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
@@ -560,16 +562,8 @@ def export_gguf(
     writer = gguf.GGUFWriter(None, ARCH)
     add_model_kv(writer, cfg, type, folder.resolve().name)
     add_tokenizer_kv(writer, folder, cfg)
-    write_gguf(out, writer, plan, progress)
-    _readable(out)
+    write_gguf(out, writer, plan, progress)  # atomic_file gives it the usual permissions
     return out
-
-
-def _readable(path: Path) -> None:
-    """The temporary file was created 0600; give the result the usual permissions (0666 minus the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def _export_kquant(folder: Path, out: Path, type: str, progress: bool) -> Path:
@@ -583,13 +577,12 @@ def _export_kquant(folder: Path, out: Path, type: str, progress: bool) -> Path:
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = int(KQUANT_TYPES[type])
         params.nthread = os.cpu_count() or 1
-        from runtimes.llamacpp import captured_log
+        from edgeport.logs import captured_log
 
         with captured_log() as log:
             rc = llama_cpp.llama_model_quantize(str(f16).encode(), str(dst).encode(), params)
         if rc != 0 or not dst.is_file():
             last = [ln.strip() for ln in log if ln.strip()][-1:] or [""]
             raise EdgeportError(f"llama_model_quantize to {type} failed (code {rc}: {last[0]})", out)
-        os.replace(dst, out)
-    _readable(out)
+        os.replace(dst, out)  # llama.cpp created dst with the usual permissions
     return out

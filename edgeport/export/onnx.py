@@ -46,6 +46,7 @@ from edgeport.errors import EdgeportError
 from edgeport.io import atomic_dir
 from edgeport.model import YoutuConfig, rope_cos_sin
 from quant.checkpoint import QuantTensor, is_quantized, iter_quantized, quant_names, read_quant_config
+from quant.policy import onnx_precision
 
 OPSET = 23
 MLA_DOMAIN = "edgeport.mla"
@@ -68,10 +69,6 @@ def _float(w: Weight) -> np.ndarray:
     return w.dequantize().astype(np.float32) if _is_q(w) else np.asarray(w, dtype=np.float32)
 
 
-def _scheme_precision(scheme: str) -> str:
-    return "int8" if scheme == "q8_0" else "int4"
-
-
 def load_weights(
     folder: str | Path, precision: str, progress: bool = True
 ) -> tuple[YoutuConfig, dict[str, Weight]]:
@@ -86,10 +83,10 @@ def load_weights(
         weights = dict(iter_quantized(folder))
         if precision in ("fp32", "fp16"):
             weights = {k: _float(v) for k, v in weights.items()}
-        elif precision != _scheme_precision(scheme):
+        elif precision != onnx_precision(scheme):
             raise EdgeportError(
                 f"checkpoint is quantized with scheme {scheme}; export it as "
-                f"{_scheme_precision(scheme)} (or fp32/fp16, dequantized), not {precision}",
+                f"{onnx_precision(scheme)} (or fp32/fp16, dequantized), not {precision}",
                 folder,
             )
     elif precision in ("int8", "int4"):
