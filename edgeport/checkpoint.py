@@ -17,6 +17,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from edgeport.errors import EdgeportError
+from edgeport.inputs import (
+    FLOAT_DTYPES,
+    check_config,
+    check_finite,
+    inside,
+    read_json,
+    read_safetensors_header,
+)
 from edgeport.io import atomic_dir
 from edgeport.model import YoutuConfig, YoutuForCausalLM
 
@@ -44,12 +52,8 @@ def load_config(folder: str | Path) -> YoutuConfig:
         raise EdgeportError("not a folder (expected a checkpoint folder with config.json)", folder)
     if not path.is_file():
         raise EdgeportError("missing config.json: not a Hugging Face checkpoint folder", folder)
-    try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EdgeportError(f"invalid JSON ({e})", path) from None
-    if not isinstance(raw, dict):
-        raise EdgeportError("invalid config: expected a JSON object", path)
+    raw = read_json(path)
+    check_config(raw, path)  # types, ranges and consistency: one line naming the key, before any work
     try:
         return YoutuConfig.from_dict(raw)
     except (ValueError, TypeError) as e:
@@ -61,10 +65,12 @@ def weight_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise EdgeportError(f"invalid safetensors index ({e})", index) from None
+        raw = read_json(index)
+        weight_map = raw.get("weight_map") if isinstance(raw, dict) else None
+        if not isinstance(weight_map, dict) or not all(
+            isinstance(f, str) and inside(folder, f) for f in weight_map.values()
+        ):
+            raise EdgeportError("weight_map: must map tensor names to shard files in this folder", index)
         files = sorted({folder / f for f in weight_map.values()})
         for f in files:
             if not f.is_file():
@@ -87,12 +93,21 @@ def expected_shapes(cfg: YoutuConfig) -> dict[str, tuple[int, ...]]:
 
 
 def iter_tensors(folder: str | Path, dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (HF name, tensor) one at a time, checked against the config's expected names and shapes."""
+    """Yield (HF name, tensor) one at a time, checked against the config's expected names and shapes.
+
+    Every file's header is checked before any tensor is read, every weight must be a float dtype, and a tensor
+    holding NaN/Inf is refused unless edgeport.inputs.nonfinite_allowed() (the CLI's --allow-nonfinite)."""
     folder = Path(folder)
     cfg = load_config(folder)
     shapes = expected_shapes(cfg)
     seen: set[str] = set()
-    for f in weight_files(folder):
+    files = weight_files(folder)
+    headers = {f: read_safetensors_header(f) for f in files}
+    for f, header in headers.items():
+        for name, info in header.items():
+            if name in shapes and info["dtype"] not in FLOAT_DTYPES:
+                raise EdgeportError(f"tensor {name!r} has dtype {info['dtype']}; weights must be floats", f)
+    for f in files:
         try:
             handle = safe_open(str(f), framework="pt")
         except Exception as e:  # safetensors raises its own error types for truncated/corrupt files
@@ -110,6 +125,7 @@ def iter_tensors(folder: str | Path, dtype: torch.dtype | None = None) -> Iterat
                     raise EdgeportError(
                         f"tensor {name!r} has shape {tuple(t.shape)}, config.json implies {shapes[name]}", f
                     )
+                check_finite(name, t, f)
                 seen.add(name)
                 yield name, (t if dtype is None else t.to(dtype))
     missing = sorted(set(shapes) - seen)
@@ -152,7 +168,7 @@ def save_model(
             size = 0
         shards[-1][k] = v
         size += n
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, marker="config.json") as tmp:
         config = cfg.to_dict()
         config["dtype"] = {
             "float32": "float32",

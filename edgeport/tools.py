@@ -16,6 +16,8 @@ import datetime as dt
 import json
 import math
 import operator
+import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +36,16 @@ def fmt_num(x: float | int) -> int | float:
     return int(r) if r.is_integer() and abs(r) < 1e15 else r
 
 
+# "<|...|>" and the chat's tag tokens (<think>, <tool_call>, <tool_response> and their closing forms)
+_CONTROL = re.compile(r"<(?=\||/?(?:think|tool_call|tool_response)>)")
+
+
+def neutralize_control_tokens(json_text: str) -> str:
+    """Write the "<" of every control-token string in a JSON text as the JSON escape \\u003c: the value decodes
+    the same, but the text no longer holds a special token, so a tool result cannot end a turn or fake one."""
+    return _CONTROL.sub(r"\\u003c", json_text)
+
+
 def dumps(obj: Any) -> str:
     """Compact, deterministic JSON as tool results appear in the transcript."""
     return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
@@ -50,10 +62,25 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Pow: operator.pow,
 }
 _UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+# Every step of the calculator has bounded cost: expressions of at most MAX_EXPRESSION characters, integers of
+# at most MAX_INT_DIGITS digits (constants and every intermediate result), exponents of at most 64 on bases up
+# to 1e6, round() to at most MAX_ROUND_DIGITS digits either side, and a wall-clock deadline checked at each node.
+MAX_EXPRESSION = 200
+MAX_INT_DIGITS = 100
+MAX_ROUND_DIGITS = 15
+MAX_SECONDS = 0.5
+
+
+def _round(x: Any, ndigits: Any = None) -> Any:
+    if ndigits is not None and (not isinstance(ndigits, int) or abs(ndigits) > MAX_ROUND_DIGITS):
+        raise ValueError(f"digits must be an integer in -{MAX_ROUND_DIGITS}..{MAX_ROUND_DIGITS}")
+    return round(x, ndigits)
+
+
 _FUNCS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt,
     "abs": abs,
-    "round": round,
+    "round": _round,
     "min": min,
     "max": max,
 }
@@ -63,14 +90,23 @@ def calculate(expression: str) -> int | float:
     """Evaluate + - * / // % ** ( ) and sqrt/abs/round/min/max on numbers. Raises ValueError on anything else."""
     if not isinstance(expression, str) or not expression.strip():
         raise ValueError("expression must be a non-empty string")
-    if len(expression) > 200:
-        raise ValueError("expression too long")
+    if len(expression) > MAX_EXPRESSION:
+        raise ValueError(f"expression too long (at most {MAX_EXPRESSION} characters)")
+    deadline = time.monotonic() + MAX_SECONDS
     try:
         tree = ast.parse(expression.replace("^", "**").replace("×", "*"), mode="eval")
     except SyntaxError:
         raise ValueError(f"cannot parse {expression!r}") from None
 
     def ev(node: ast.AST) -> Any:
+        if time.monotonic() > deadline:
+            raise ValueError("expression takes too long")
+        value = _ev(node)
+        if isinstance(value, int) and value.bit_length() > MAX_INT_DIGITS * 3.33:
+            raise ValueError("number too large")
+        return value
+
+    def _ev(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
             return ev(node.body)
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
@@ -92,7 +128,7 @@ def calculate(expression: str) -> int | float:
                 raise ValueError(f"bad call to {node.func.id}")
             try:
                 return _FUNCS[node.func.id](*[ev(a) for a in node.args])
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, OverflowError) as e:
                 raise ValueError(f"{node.func.id}: {e}") from None
         raise ValueError(f"unsupported expression: {ast.unparse(node)[:40]!r}")
 
@@ -261,6 +297,7 @@ class ToolEnv:
             out = dumps({"result": getattr(self, "_" + name)(**arguments)})
         except (ValueError, TypeError, OverflowError, RecursionError) as e:
             out = dumps({"error": str(e)})
+        out = neutralize_control_tokens(out)
         self.log.append((name, arguments if isinstance(arguments, dict) else {}, out))
         return out
 

@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import random
 import sys
 import time
@@ -31,7 +32,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from edgeport.errors import EdgeportError
-from edgeport.io import atomic_dir
+from edgeport.io import atomic_dir, check_out
 from edgeport.model import YoutuForCausalLM, preset
 
 STATE_FILE = "trainer_state.pt"
@@ -182,12 +183,12 @@ def prepare_data(cfg: TrainConfig, folder: Path) -> dict[str, Packed]:
     key = data_key(cfg)
     meta = folder / "data.json"
     if meta.is_file() and json.loads(meta.read_text()) == key:
-        return torch.load(folder / "packed.pt")
+        return torch.load(folder / "packed.pt", weights_only=True)
     for p in cfg.data:
         if not Path(p).is_file():
             raise EdgeportError("training data file not found", p)
     vocab = _model_config(cfg).vocab_size
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, marker="data.json") as tmp:
         train_text = list(D.builtin_text("train")) if cfg.builtin_text else []
         for p in cfg.data:
             train_text.extend(D.load_text_file(p))
@@ -236,7 +237,13 @@ def find_checkpoint(out: Path) -> Path | None:
 
 
 def _rng_state() -> dict[str, Any]:
-    s = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    # numpy's state as plain ints, so the state file loads with torch.load(weights_only=True) (no pickle)
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    s = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         s["cuda"] = torch.cuda.get_rng_state_all()
     return s
@@ -244,7 +251,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(s: dict[str, Any]) -> None:
     torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
+    kind, keys, pos, has_gauss, gauss = s["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     random.setstate(s["python"])
     if "cuda" in s and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
@@ -267,7 +275,7 @@ def save_checkpoint(
     """One atomic folder: HF checkpoint (loadable by transformers) + trainer state for an exact resume."""
     from edgeport.checkpoint import save_model
 
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, marker=STATE_FILE) as tmp:
         if model_sd is not None:
             raw = _materialize(raw, model_sd)
         save_model(raw, tmp, dtype="float32", tokenizer_from=tokenizer_dir)
@@ -360,6 +368,8 @@ def train(
     ckpt = find_checkpoint(out) if cfg.resume else None
     if cfg.resume and ckpt is None:
         raise EdgeportError("nothing to resume: no checkpoint with trainer state in this folder", out)
+    if not cfg.resume and not any((out / m).exists() for m in ("log.jsonl", "checkpoint", "data")):
+        check_out(out, folder=True)  # a new run never writes into a folder it did not make
     if cfg.init and not (Path(cfg.init) / "config.json").is_file():
         raise EdgeportError("--init: not a checkpoint folder (no config.json)", cfg.init)
 
@@ -417,7 +427,14 @@ def train(
 
     start, history = 0, []
     if ckpt is not None:
-        state = torch.load(ckpt / STATE_FILE, weights_only=False)
+        try:  # weights_only: a run folder made by someone else cannot run code here (no pickle)
+            state = torch.load(ckpt / STATE_FILE, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+            raise EdgeportError(
+                f"cannot read trainer state ({str(e).splitlines()[0][:120]}); an older edgeport's or a foreign "
+                "state file is not loaded (it could run code)",
+                ckpt / STATE_FILE,
+            ) from None
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
         opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=False)
