@@ -2,7 +2,8 @@
 
 `render` is the tested ground truth; `CHAT_TEMPLATE` (stored in tokenizer_config.json and in the GGUF) must give
 byte-identical text in transformers' apply_chat_template, llama-cpp-python's Jinja2 formatter and plain jinja2.
-Rules (reference/youtu.md section 4): BOS, then all system messages joined by a blank line, then the tool block;
+Rules (the chat_template in tencent/Youtu-LLM-2B's tokenizer_config.json): BOS,
+ then all system messages joined by a blank line, then the tool block;
 `<|User|>` + content; `<|Assistant|>` + content + tool calls + `<|end_of_text|>`; a run of tool messages becomes
 one user turn of `<tool_response>` blocks; earlier assistant turns lose their reasoning (text up to `</think>`).
 """

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeport.errors import EdgeportError
+from edgeport.inputs import check_gguf, check_onnx_folder, check_tokenizer_folder
 from edgeport.sampling import GREEDY, Sampler
 
 RUNTIMES = ("torch", "llamacpp", "onnx")
@@ -93,6 +94,7 @@ def _load_tokenizer(folder: Path) -> Any:
 
     if not (folder / "tokenizer.json").is_file():
         raise EdgeportError("no tokenizer.json next to the model", folder)
+    check_tokenizer_folder(folder)  # tokenizer.json, tokenizer_config.json and the chat template
     return load_tokenizer(folder)
 
 
@@ -112,6 +114,7 @@ def _onnx_engine(path: Path) -> Engine:
     folder = path if path.is_dir() else path.parent
     if not (folder / "genai_config.json").is_file():
         raise EdgeportError("no genai_config.json in the ONNX export folder", folder)
+    check_onnx_folder(folder)  # genai_config.json's schema and model file, before onnxruntime sees them
     tokenizer = _load_tokenizer(folder)
     try:
         return _engine("onnx (onnxruntime-genai)", tokenizer, OrtGenai(folder))
@@ -164,6 +167,7 @@ def _llamacpp_engine(path: Path) -> Engine:
 
     if path.is_dir():
         path = sorted(path.glob("*.gguf"))[0]
+    check_gguf(path)  # header, counts, offsets, arch: one line before llama.cpp sees the file
     rt = LlamaCpp(path, kv_type="f32", flash_attn=False)
     tokenizer = (
         _load_tokenizer(path.parent) if (path.parent / "tokenizer.json").is_file() else _GgufTokenizer(rt)

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeport.errors import EdgeportError
+from edgeport.inputs import nonfinite_allowed
+from edgeport.io import check_out
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Train, quantize, export and validate Dense-MLA models."
@@ -182,9 +184,11 @@ def quantize(
 
     folder = model or default_model_dir()
     out = out or Path(f"{folder.name}-{scheme}{'-gptq' if method == 'gptq' else ''}")
-    done = quantize_checkpoint(
-        folder, out, scheme=scheme, method=method, calib=calib, n_calib_tokens=calib_tokens
-    )
+    check_out(out, folder=True, marker="quant_config.json")  # before any work
+    with nonfinite_allowed(allow_nonfinite):
+        done = quantize_checkpoint(
+            folder, out, scheme=scheme, method=method, calib=calib, n_calib_tokens=calib_tokens
+        )
     console.print(f"wrote {done} ({folder_size(done) / 2**20:.1f} MiB, {scheme} {method})")
 
 
@@ -201,11 +205,15 @@ def export_gguf_cmd(
         "-t",
         help="f32|f16|bf16|q8_0|q4_0|q4_1|q4_k_m|q6_k (default: f16; a quantized folder keeps its own).",
     ),
+    allow_nonfinite: bool = typer.Option(
+        False, "--allow-nonfinite", help="Export NaN/Inf weights as they are instead of refusing them."
+    ),
 ) -> None:
     """Checkpoint -> one llama.cpp GGUF (arch deepseek2, latent-only KV cache, tokenizer + chat template)."""
     from edgeport.export.gguf import export_gguf
 
-    path = export_gguf(model or default_model_dir(), out, type)
+    with nonfinite_allowed(allow_nonfinite):
+        path = export_gguf(model or default_model_dir(), out, type)
     console.print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
 
 
@@ -225,13 +233,26 @@ def export_onnx_cmd(
         help="fp32|fp16|int8|int4 (a quantized folder: its own int precision, or fp32/fp16).",
     ),
     no_mobile: bool = typer.Option(False, "--no-mobile", help="Skip the ORT Mobile model.ort conversion."),
+    allow_nonfinite: bool = typer.Option(
+        False, "--allow-nonfinite", help="Export NaN/Inf weights as they are instead of refusing them."
+    ),
 ) -> None:
     """Checkpoint -> ONNX folder for onnxruntime, onnxruntime-genai and ORT Mobile (latent-only KV cache)."""
     from edgeport.checkpoint import folder_size
     from edgeport.export.onnx import export_onnx
 
-    done = export_onnx(model or default_model_dir(), out, precision, mobile=not no_mobile)
+    check_out(out, folder=True, marker="genai_config.json")  # before any work
+    with nonfinite_allowed(allow_nonfinite):
+        done = export_onnx(model or default_model_dir(), out, precision, mobile=not no_mobile)
     console.print(f"wrote {done} ({folder_size(done) / 2**20:.2f} MiB, {precision})")
+
+
+EPISODES_HELP = "Held-out agent episodes per row (0: none; default 16, 2 above 200 M parameters)."
+ALL_ROWS_HELP = (
+    "Above 200 M parameters, also the rows left out by default (torch absorbed/dequant, llama.cpp without "
+    "repacking, fp32 ONNX)."
+)
+AGENT_TOKENS_HELP = "Token cap of one agent turn (default 96, 64 above 200 M parameters)."
 
 
 @export_app.command("all")
@@ -244,15 +265,37 @@ def export_all_cmd(
     method: str = typer.Option("rtn", help="Quantization method (each scheme is quantized once)."),
     schemes: str = typer.Option("q8_0,q4_0", help="Quantized schemes, comma-separated."),
     formats: str = typer.Option("gguf,onnx", help="Formats, comma-separated."),
-    episodes: int = typer.Option(16, help="Held-out agent episodes per artifact in the validation."),
+    episodes: Optional[int] = typer.Option(None, help=EPISODES_HELP),
+    all_rows: bool = typer.Option(False, "--all-rows", help=ALL_ROWS_HELP),
     no_validate: bool = typer.Option(False, "--no-validate", help="Build only; skip the validation report."),
+    allow_nonfinite: bool = typer.Option(
+        False, "--allow-nonfinite", help="Export NaN/Inf weights as they are instead of refusing them."
+    ),
 ) -> None:
     """Checkpoint -> GGUF (f16, q8_0, q4_0) + ONNX (fp32, int8, int4) + .ort + manifest + validation report."""
     from edgeport.export.all import export_all
 
-    manifest = export_all(
-        model or default_model_dir(), out, schemes=_csv(schemes), formats=_csv(formats), method=method
-    )
+    reports: list[dict] = []
+
+    def finish(tmp: Path) -> None:
+        """The report is part of the export: written into the new folder before it replaces --out."""
+        from edgeport.validate import validate as run_validate
+        from edgeport.validate.report import write_report
+
+        report = run_validate(tmp, episodes=episodes, all_rows=all_rows)
+        report["export"] = str(out.resolve())  # not the temporary folder's name
+        write_report(tmp, report)
+        reports.append(report)
+
+    with nonfinite_allowed(allow_nonfinite):
+        manifest = export_all(
+            model or default_model_dir(),
+            out,
+            schemes=_csv(schemes),
+            formats=_csv(formats),
+            method=method,
+            finish=None if no_validate else finish,
+        )
     t = Table(title=f"edgeport export all -> {out}")
     for col in ("artifact", "from", "MiB", "seconds"):
         t.add_column(col, justify="right" if col in ("MiB", "seconds") else "left")

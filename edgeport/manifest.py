@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeport.errors import EdgeportError
+from edgeport.inputs import check_manifest
 from edgeport.io import atomic_file
 
 MANIFEST = "manifest.json"
@@ -46,6 +47,9 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
         raise EdgeportError(
             f"not an edgeport export manifest (expected format {FORMAT!r} and artifacts)", path
         )
+    check_manifest(
+        folder, manifest, path
+    )  # schema, known kinds, paths inside the folder, sha256 (edgeport.inputs)
     return manifest
 
 

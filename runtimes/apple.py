@@ -2,7 +2,8 @@
 
 Both need macOS on Apple silicon; elsewhere `available()` says so and validate/bench list them as skipped.
 The Metal adapter's CPU twin (`LlamaCppCpuRef`) turns op offload off, so with n_gpu_layers=0 no matmul is sent to
-Metal behind our back (mobile.md section 4): the pair measures Metal drift against llama.cpp's own CPU path.
+Metal behind our back (ggml-metal's offload_op takes large-batch matmuls unless op_offload is off):
+the pair measures Metal drift against llama.cpp's own CPU path.
 Both pin flash attention off (llama.cpp's default is auto). The runtime libraries load only when an adapter is
 built, so this module imports anywhere.
 """
@@ -77,7 +78,8 @@ class LlamaCppCpuRef(LlamaCpp):
 
 class OrtCoreML(OrtCpu):
     """An ONNX export on onnxruntime with the CoreML provider first; what CoreML cannot take runs on the CPU EP
-    (MatMulNBits and the latent attention are not CoreML ops, onnx.md section 5), so parity and speed depend on
+    (MatMulNBits and the latent attention are not in the CoreML EP's supported operators), so parity and
+    speed depend on
     the partition."""
 
     name = "onnxruntime-coreml"

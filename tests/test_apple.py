@@ -1,4 +1,4 @@
-"""llama.cpp Metal and onnxruntime CoreML parity (mobile.md section 4). Runs on Apple silicon macOS only; elsewhere
+"""llama.cpp Metal and onnxruntime CoreML parity. Runs on Apple silicon macOS only; elsewhere
 the parity tests skip with the adapters' own reason, and the reason itself is checked."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ ON_APPLE = sys.platform == "darwin" and platform.machine() == "arm64"
 METAL_OK, METAL_WHY = LlamaCppMetal.available()
 COREML_OK, COREML_WHY = OrtCoreML.available()
 
-# Starting points from mobile.md (calibrate on the first Mac run): teacher-forced logits, Metal vs llama.cpp CPU
+# Starting points, not yet measured (calibrate on the first Mac run): teacher-forced logits, Metal vs llama.cpp CPU
 # with op offload off. Metal prefill tiles in half precision, so prefill rows drift more than decode rows.
 METAL_BOUNDS = {"f16": (1e-4, 1.0), "q8_0": (1e-3, 0.98), "q4_0": (1e-2, 0.97)}  # (mean KL <=, top-1 >=)
 # CoreML MLProgram computes in fp16 on GPU/ANE; MatMulNBits runs on the CPU EP either way.

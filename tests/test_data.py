@@ -165,7 +165,7 @@ def test_splits_are_disjoint(train_eps: list[D.Episode], eval_eps: list[D.Episod
 
 # ------------------------------------------------------------------ train/inference consistency and masks
 def test_training_prompts_are_generation_prompts(train_eps: list[D.Episode]) -> None:
-    """Each training example's prompt is the exact generation prompt (youtu.md section 4 rules 6-7)."""
+    """Each training example's prompt is the exact generation prompt (edgeport/chat.py's rules)."""
     for ep in train_eps[:60]:
         turns = D.turn_examples(ep.messages, ep.tools)
         idx = [i for i, m in enumerate(ep.messages) if m["role"] == "assistant"]

@@ -13,7 +13,6 @@ ONNX artifact of that precision are packed from those same integer codes.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -24,7 +23,8 @@ from typing import Any
 
 from edgeport.checkpoint import TOKENIZER_FILES, load_config, weight_files
 from edgeport.errors import EdgeportError
-from edgeport.io import atomic_dir
+from edgeport.inputs import check_tokenizer_folder, tree_sha256
+from edgeport.io import atomic_dir, check_out
 from edgeport.manifest import FORMAT, MANIFEST, write_manifest
 from quant.policy import onnx_precision
 
@@ -97,16 +97,7 @@ def plan(schemes: list[str], formats: list[str], method: str, progress: bool = T
     return steps
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+sha256 = tree_sha256  # the digest edgeport.manifest checks when the export is read
 
 
 def size(path: Path) -> int:
@@ -140,10 +131,13 @@ def export_all(
     formats: list[str] | None = None,
     method: str = "rtn",
     progress: bool = True,
+    finish: Callable[[Path], Any] | None = None,
 ) -> dict[str, Any]:
     """Build every artifact of `model_dir` into `out_dir` (atomically); returns the manifest.
 
-    The validation report (`edgeport.validate`, a layer above the exporters) is run by the caller."""
+    `finish(folder)` runs on the complete new export before it replaces `out_dir` (the `export all` command
+    writes the validation report there), so a kill at any moment leaves the previous export whole. The report
+    (`edgeport.validate`, a layer above the exporters) comes from the caller through `finish`."""
     from rich.console import Console
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -160,14 +154,14 @@ def export_all(
         raise EdgeportError(
             "checkpoint has no tokenizer.json (GGUF and ONNX exports need the tokenizer)", model_dir
         )
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
-        raise EdgeportError("exists and is not an edgeport export; refusing to replace it", out_dir)
+    check_tokenizer_folder(model_dir, load_config(model_dir).vocab_size)
+    check_out(out_dir, folder=True, marker=MANIFEST)  # only an earlier export is ever replaced
 
     steps = plan(schemes, formats, method, progress)
     entries = []
     started = time.time()
     console = Console(stderr=True, quiet=not progress)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, marker=MANIFEST) as tmp:
         for i, step in enumerate(steps, 1):
             console.print(
                 f"[bold][{i}/{len(steps)}][/] {step.label} [dim](at {clock(time.time() - started)})[/]",
@@ -207,4 +201,6 @@ def export_all(
             "build_seconds": round(time.time() - started, 1),
         }
         write_manifest(tmp, manifest)
+        if finish is not None:
+            finish(tmp)
     return manifest

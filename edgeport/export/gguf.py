@@ -3,7 +3,8 @@
 llama.cpp runs Youtu as DeepSeek-V2 MLA in MQA form: one KV head whose K is the latent row
 [rms(latent) (r) | rope(k_rope) (dr)] and whose V is its first r values, so the KV cache holds r + dr values
 per token per layer. The attention is absorbed: `attn_k_b` (W_UK per head, transposed) folds into the query
-and `attn_v_b` (W_UV per head) follows the attention. Keys and tensors: shared/reference/youtu.md section 3.
+and `attn_v_b` (W_UV per head) follows the attention. Keys and tensors follow llama.cpp's own converter, which
+converts YoutuForCausalLM as DeepseekV2Model (gguf-py / convert_hf_to_gguf.py), and its deepseek2 loader.
 
 Memory stays bounded: weights are read straight from the safetensors files in row chunks with plain file reads
 (no mmap), encoded and written, so peak RSS is one chunk plus the interpreter, whatever the model size.
