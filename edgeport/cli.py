@@ -177,6 +177,9 @@ def quantize(
     ),
     calib_tokens: int = typer.Option(4096, help="Calibration tokens for gptq."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: ./<model>-<scheme>[-gptq])."),
+    allow_nonfinite: bool = typer.Option(
+        False, "--allow-nonfinite", help="Quantize NaN/Inf weights as they are instead of refusing them."
+    ),
 ) -> None:
     """Quantize once (int8/int4 codes + scales) for every runtime: the GGUF and ONNX exporters reuse the codes."""
     from edgeport.checkpoint import folder_size
@@ -303,10 +306,7 @@ def export_all_cmd(
         src = a["from"] if not a["from"].startswith("/") else "(source)"
         t.add_row(a["path"], src, f"{a['bytes'] / 2**20:.2f}", f"{a['seconds']:.1f}")
     console.print(t)
-    if not no_validate:
-        from edgeport.validate import validate as run_validate
-
-        report = run_validate(out, episodes=episodes)
+    for report in reports:
         _print_validate(report, out)
         if not report["passed"]:
             raise typer.Exit(1)
