@@ -20,7 +20,6 @@ import json
 import os
 import re
 import struct
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,7 +35,8 @@ from tqdm import tqdm
 
 from edgeport.checkpoint import expected_shapes, load_config, weight_files
 from edgeport.errors import EdgeportError
-from edgeport.io import atomic_file
+from edgeport.inputs import GGUF_MAGIC, check_finite, check_tokenizer_folder, read_safetensors_header
+from edgeport.io import atomic_file, check_out, temp_dir_for
 from edgeport.model import YoutuConfig
 from quant.formats import FLOATS, FORMATS, TABLE
 from quant.policy import SCHEMES
@@ -141,23 +141,14 @@ class Weights:
     def __init__(self, files: list[Path]) -> None:
         self.index: dict[str, tuple[Path, torch.dtype, tuple[int, ...], int]] = {}
         for f in files:
-            try:
-                with open(f, "rb") as fh:
-                    (n,) = struct.unpack("<Q", fh.read(8))
-                    header = json.loads(fh.read(n))
-            except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise EdgeportError(f"cannot read safetensors header ({e})", f) from None
+            header = read_safetensors_header(f)  # length, dtypes, offsets and sizes checked before reading
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
             for name, info in header.items():
-                if name == "__metadata__":
-                    continue
-                if info.get("dtype") not in ST_DTYPES:
-                    raise EdgeportError(f"tensor {name!r} has unsupported dtype {info.get('dtype')}", f)
-                begin, end = info["data_offsets"]
-                shape = tuple(info["shape"])
-                dtype = ST_DTYPES[info["dtype"]]
-                if end - begin != int(np.prod(shape)) * dtype.itemsize or 8 + n + end > f.stat().st_size:
-                    raise EdgeportError(f"tensor {name!r} is truncated or inconsistent", f)
-                self.index[name] = (f, dtype, shape, 8 + n + begin)
+                if info["dtype"] not in ST_DTYPES:
+                    raise EdgeportError(f"tensor {name!r} has unsupported dtype {info['dtype']}", f)
+                begin, _ = info["data_offsets"]
+                self.index[name] = (f, ST_DTYPES[info["dtype"]], tuple(info["shape"]), 8 + n + begin)
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.index[name][2]
@@ -172,7 +163,9 @@ class Weights:
             fh.seek(offset + start * row)
             if fh.readinto(buf) != len(buf):
                 raise EdgeportError(f"tensor {name!r} is truncated", path)
-        return torch.frombuffer(buf, dtype=dtype).reshape(stop - start, *shape[1:])
+        t = torch.frombuffer(buf, dtype=dtype).reshape(stop - start, *shape[1:])
+        check_finite(name, t, path)  # NaN/Inf refused unless --allow-nonfinite
+        return t
 
 
 # ---- encoders: float rows -> GGUF bytes ----------------------------------------------------------------
@@ -503,7 +496,7 @@ def write_gguf(out_file: Path, writer: gguf.GGUFWriter, plan: list[Planned], pro
     for p in plan:
         writer.add_tensor_info(p.name, p.shape, np.dtype(np.float32), p.nbytes, raw_dtype=p.type)
     total = sum(p.nbytes for p in plan)
-    with atomic_file(out_file) as f:
+    with atomic_file(out_file, magic=GGUF_MAGIC) as f:
         writer.fout, writer.state = [f], gguf.gguf_writer.WriterState.EMPTY
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
@@ -539,6 +532,9 @@ def export_gguf(
     checkpoint folder (quant_config.json) leave it None (or pass its own scheme): its codes are packed as they are.
     """
     folder, out = Path(model_dir), Path(out_file)
+    check_out(
+        out, folder=False, magic=GGUF_MAGIC
+    )  # before any work: never overwrite what edgeport did not make
     type = type.lower() if type else None
     if type is not None and type not in TYPES:
         raise EdgeportError(f"unknown GGUF type {type!r}; choose from {', '.join(TYPES)}")
@@ -562,6 +558,7 @@ def export_gguf(
         plan = plan_float(folder, cfg, type)
     writer = gguf.GGUFWriter(None, ARCH)
     add_model_kv(writer, cfg, type, folder.resolve().name)
+    check_tokenizer_folder(folder, cfg.vocab_size)
     add_tokenizer_kv(writer, folder, cfg)
     write_gguf(out, writer, plan, progress)  # atomic_file gives it the usual permissions
     return out
@@ -571,8 +568,7 @@ def _export_kquant(folder: Path, out: Path, type: str, progress: bool) -> Path:
     """k-quants exist only in llama.cpp: export F16, then run llama.cpp's own `llama_model_quantize`."""
     import llama_cpp
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+    with temp_dir_for(out) as tmp:  # named like atomic_file's temporaries, so a killed run's is collected
         f16 = export_gguf(folder, Path(tmp) / "f16.gguf", "f16", progress)
         dst = Path(tmp) / "out.gguf"
         params = llama_cpp.llama_model_quantize_default_params()
