@@ -120,7 +120,7 @@ class OrtGenai(Runtime):
 
     requires = "onnxruntime_genai"
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, threads: int = 0) -> None:
         super().__init__(folder)
         import json
 
@@ -134,7 +134,11 @@ class OrtGenai(Runtime):
                 "missing genai_config.json (not an edgeport ONNX export folder)", self.artifact
             )
         self.og = og
-        self.model = og.Model(str(self.artifact))
+        config = og.Config(str(self.artifact))
+        if threads:  # genai_config.json's session_options, overridden for this session only
+            options = {"intra_op_num_threads": threads}
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+        self.model = og.Model(config)
         self.context = self.context_length = int(json.loads(cfg_path.read_text())["model"]["context_length"])
 
     def _generator(self, max_length: int):

@@ -69,7 +69,7 @@ PAIRS: list[Pair] = [
         threads_kw="threads",
         needs="model.ort",
     ),
-    Pair("onnxruntime-genai", "onnx", "runtimes.ort:OrtGenai", note="og.Generator"),
+    Pair("onnxruntime-genai", "onnx", "runtimes.ort:OrtGenai", note="og.Generator", threads_kw="threads"),
     Pair(
         "llama.cpp",
         "gguf",

@@ -616,7 +616,13 @@ def genai_config(cfg: YoutuConfig) -> dict[str, Any]:
             "context_length": cfg.max_position_embeddings,
             "decoder": {
                 "filename": "model.onnx",
-                "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
+                # genai's default is one intra-op thread; 0 is onnxruntime's own default (the physical cores),
+                # and callers overlay their count (runtimes.ort.OrtGenai(threads=N))
+                "session_options": {
+                    "log_id": "onnxruntime-genai",
+                    "intra_op_num_threads": 0,
+                    "provider_options": [],
+                },
                 "num_attention_heads": cfg.num_attention_heads,
                 "num_key_value_heads": 1,
                 "head_size": half,
