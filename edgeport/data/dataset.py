@@ -1,0 +1,287 @@
+"""Training datasets: chat examples per assistant turn, tokenize + mask, packing, the stage mixture, text sources.
+
+Train/inference consistency (the chat template's rules in edgeport/chat.py)
+    The agent prompts with `chat.render(history, tools, add_generation_prompt=True, enable_thinking=False)`, which
+    ends in `<|Assistant|><think>\\n\\n</think>\\n\\n`, and re-renders the whole history at every step. The
+    template drops/never adds the empty think block on earlier assistant turns, so one render of the whole
+    episode would train each non-final turn in a context the model never sees. Therefore each assistant turn is
+    its own training example: `prompt = render(history, tools, add_generation_prompt=True,
+    enable_thinking=False)` (no loss) + `target` (content / tool call + `<|end_of_text|>`, loss), token ids
+    `encode(prompt) + encode(target)` -- exactly the ids the agent feeds and the ids it is trained to emit.
+    `turn_examples` asserts that `render(history + [turn])` == prompt + target, so the render and the generation
+    prompt agree.
+
+Packing
+    `pack(examples, seq_len, eos_id)` -> `input_ids` int64 [N, seq_len + 1], `loss_mask` bool [N, seq_len + 1].
+    The trainer uses `x = input_ids[:, :-1]`, `y = input_ids[:, 1:]` and averages the loss over
+    `loss_mask[:, 1:]` (mask[t] says "token t is a target"). Padding is `eos_id` with mask False.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeport.data.episodes import Episode
+from edgeport.errors import EdgeportError
+
+
+# ================================================================= chat examples (one per assistant turn)
+def _messages_tools(item: Any) -> tuple[list[dict], list[dict] | None]:
+    if isinstance(item, Episode):
+        return item.messages, item.tools
+    if isinstance(item, dict) and "messages" in item:
+        return item["messages"], item.get("tools")
+    if isinstance(item, list):
+        return item, None
+    raise EdgeportError(
+        f"expected an Episode, {{'messages': [...]}} or a message list, got {type(item).__name__}"
+    )
+
+
+def turn_examples(messages: list[dict], tools: list[dict] | None = None) -> list[tuple[str, str]]:
+    """(prompt, target) text per assistant turn: `prompt` is exactly what the agent renders before generating
+    (`add_generation_prompt=True, enable_thinking=False`), `target` what the model must emit (content and tool
+    calls + `<|end_of_text|>`). Asserts `render(history + [turn]) == prompt + target`."""
+    from edgeport import chat
+
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") != "assistant":
+            continue
+        prev = messages[i - 1].get("role") if i > 0 and isinstance(messages[i - 1], dict) else None
+        if prev not in ("user", "tool"):
+            raise EdgeportError(f"chat message {i}: an assistant turn must follow a user or tool turn")
+        full = chat.render(messages[: i + 1], tools)
+        prompt = chat.render(messages[:i], tools, add_generation_prompt=True, enable_thinking=False)
+        if not full.startswith(prompt):  # the turn carries its own <think>...</think>: thinking-mode prompt
+            prompt = chat.render(messages[:i], tools, add_generation_prompt=True)
+        if not full.startswith(prompt):
+            raise AssertionError(f"chat message {i}: the rendered turn does not extend its generation prompt")
+        out.append((prompt, full[len(prompt) :]))
+    return out
+
+
+def episode_text(item: Any) -> str:
+    """The whole conversation rendered as one string (e.g. for training a tokenizer)."""
+    from edgeport import chat
+
+    return chat.render(*_messages_tools(item))
+
+
+# ================================================================= tokenize + mask + pack
+Example = tuple[list[int], list[bool]]
+
+
+def encode_example(tok: Any, item: Any, mode: str = "text") -> Example:
+    """(ids, loss_mask) of one example; mask[t] says token t is a training target.
+
+    mode "text": `item` is a string -> [BOS] + ids + [EOS], loss on everything after BOS.
+    mode "sft" / "trajectory": `item` is an Episode, {"messages", "tools"?} or a message list -> the
+    per-assistant-turn examples of `turn_examples` concatenated; loss only on the target (assistant) tokens.
+    """
+    if mode == "text":
+        if not isinstance(item, str):
+            raise EdgeportError(f"mode 'text' needs a string, got {type(item).__name__}")
+        ids = [tok.bos_id, *tok.encode(item), tok.eos_id]
+        return ids, [False] + [True] * (len(ids) - 1)
+    if mode not in ("sft", "trajectory"):
+        raise EdgeportError(f"mode must be 'text', 'sft' or 'trajectory', got {mode!r}")
+    ids: list[int] = []
+    mask: list[bool] = []
+    turns = turn_examples(*_messages_tools(item))
+    enc = _encode_many(tok, [s for turn in turns for s in turn])
+    for p, t in zip(enc[::2], enc[1::2], strict=True):
+        ids += p + t
+        mask += [False] * len(p) + [True] * len(t)
+    return ids, mask
+
+
+def _encode_many(tok: Any, texts: list[str]) -> list[list[int]]:
+    """tok.encode over a list (the Rust batch encoder when the tokenizer exposes it; same ids)."""
+    hf = getattr(tok, "hf", None)
+    if hf is not None and hasattr(hf, "encode_batch"):
+        return [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
+    return [tok.encode(t) for t in texts]
+
+
+def pack(
+    examples: Iterable[Example], seq_len: int, eos_id: int, window: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-length rows of seq_len + 1 tokens: (input_ids int64 [N, seq_len+1], loss_mask bool [N, seq_len+1]).
+
+    Each example is cut into units wherever its mask goes from True to False (in an "sft" example that is where
+    one assistant target ends and the next turn's prompt begins, so a unit is one prompt + its target; a text
+    example is one unit). A unit that fits in a row is placed whole, first-fit into the `window` most recent
+    open rows, so no target loses its prompt; a longer unit is cut into row-sized pieces. Rows are padded with
+    `eos_id` (mask False). Deterministic: same input, same rows.
+    """
+    if seq_len < 1:
+        raise EdgeportError(f"seq_len must be >= 1, got {seq_len}")
+    row = seq_len + 1
+    done: list[tuple[list[int], list[bool]]] = []
+    open_rows: list[tuple[list[int], list[bool]]] = []
+
+    def place(ids: list[int], mask: list[bool]) -> None:
+        for r in open_rows:
+            if len(r[0]) + len(ids) <= row:
+                r[0].extend(ids)
+                r[1].extend(mask)
+                break
+        else:
+            open_rows.append((ids, mask))
+        for r in [r for r in open_rows if len(r[0]) == row]:
+            open_rows.remove(r)
+            done.append(r)
+        while len(open_rows) > window:
+            done.append(open_rows.pop(0))
+
+    for ex_ids, ex_mask in examples:
+        if len(ex_ids) != len(ex_mask):
+            raise ValueError(f"ids and mask lengths differ ({len(ex_ids)} vs {len(ex_mask)})")
+        ex_ids, ex_mask = [int(t) for t in ex_ids], [bool(k) for k in ex_mask]
+        cuts = [0] + [t for t in range(1, len(ex_ids)) if ex_mask[t - 1] and not ex_mask[t]] + [len(ex_ids)]
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            for c in range(a, b, row):  # one piece unless the unit is longer than a row
+                place(ex_ids[c : min(b, c + row)], ex_mask[c : min(b, c + row)])
+    done.extend(open_rows)
+    if not done:
+        return torch.zeros((0, row), dtype=torch.int64), torch.zeros((0, row), dtype=torch.bool)
+    ids_rows = [i + [eos_id] * (row - len(i)) for i, _ in done]
+    mask_rows = [m + [False] * (row - len(m)) for _, m in done]
+    return torch.tensor(ids_rows, dtype=torch.int64), torch.tensor(mask_rows, dtype=torch.bool)
+
+
+def mixture(
+    tok: Any,
+    texts: Sequence[str],
+    episodes: Sequence[Any],
+    seq_len: int,
+    seed: int = 0,
+    text_fraction: float = 0.5,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The three stage datasets, each `pack` output (input_ids [N, seq_len+1] int64, loss_mask bool):
+
+    - "pretrain": all `texts`, loss on every token;
+    - "midtrain": all trajectory turns of `episodes` (loss on assistant targets) mixed with text chunks so that
+      text is about `text_fraction` of the tokens;
+    - "sft": trajectories only, loss on assistant targets.
+    `episodes` may hold Episodes or {"messages", "tools"?} dicts (e.g. from `load_text_file`). Examples are
+    shuffled with `seed` before packing; the text (documents in shuffled order) is one stream cut into rows.
+    """
+    rng = random.Random(seed)
+    docs = [encode_example(tok, t, "text") for t in texts if t.strip()]
+    rng.shuffle(docs)
+    stream_i = [t for ids, _ in docs for t in ids]
+    stream_m = [k for _, mk in docs for k in mk]
+    row = seq_len + 1  # the text stream cut into full rows: no padding, and each chunk fills one row
+    pre = [(stream_i[i : i + row], stream_m[i : i + row]) for i in range(0, len(stream_i), row)]
+    traj_ex = [encode_example(tok, e, "sft") for e in episodes]
+    n_traj = sum(len(i) for i, _ in traj_ex)
+    want = int(n_traj * text_fraction / max(1e-9, 1 - text_fraction))
+    mid_text, n = [], 0
+    for ex in pre:
+        if n >= want:
+            break
+        mid_text.append(ex)
+        n += len(ex[0])
+    mid = traj_ex + mid_text
+    rng.shuffle(mid)
+    sft = list(traj_ex)
+    rng.shuffle(sft)
+    return {
+        "pretrain": pack(pre, seq_len, tok.eos_id),
+        "midtrain": pack(mid, seq_len, tok.eos_id),
+        "sft": pack(sft, seq_len, tok.eos_id),
+    }
+
+
+# ================================================================= text sources
+def builtin_text(split: str = "train", doc_chars: int = 2000) -> list[str]:
+    """Python's own documentation topics (`pydoc_data.topics`, ~465 KB, stdlib, nothing to install), long
+    paragraphs repeated across topics dropped, cut at paragraph boundaries into documents of about `doc_chars` characters. Deterministic split: every 10th
+    document (topics in sorted order) is "heldout" (~10% of the text), the rest "train"."""
+    from pydoc_data.topics import topics
+
+    if split in ("val", "eval"):
+        split = "heldout"
+    if split not in ("train", "heldout"):
+        raise EdgeportError(f"split must be 'train' or 'heldout', got {split!r}")
+    docs: list[str] = []
+    seen: set[str] = set()  # several topics repeat whole sections: keep the first copy only (no leakage)
+    for key in sorted(topics):
+        cur: list[str] = []
+        for para in re.split(r"\n\s*\n", topics[key].strip()):
+            if len(para) >= 80 and para in seen:
+                continue
+            seen.add(para)
+            cur.append(para)
+            if sum(map(len, cur)) >= doc_chars:
+                docs.append("\n\n".join(cur))
+                cur = []
+        if cur:
+            docs.append("\n\n".join(cur))
+    return [d for i, d in enumerate(docs) if (i % 10 == 9) == (split == "heldout")]
+
+
+def heldout_ids(tok: Any, n: int) -> list[int]:
+    """The first n ids of the built-in held-out text under a `tokenizers.Tokenizer` (repeated if shorter)."""
+    ids = tok.encode("\n\n".join(builtin_text("heldout")), add_special_tokens=False).ids
+    if not ids:
+        raise EdgeportError("the built-in held-out text tokenizes to nothing")
+    while len(ids) < n:
+        ids = ids + ids
+    return ids[:n]
+
+
+def load_text_file(path: str | Path) -> list[Any]:
+    """User data. `.txt`: plain text split on blank lines -> list[str]. `.jsonl`: one object a line, either
+    {"text": str} -> str, or {"messages": [...], "tools"?: [...]} -> that dict. Bad input raises an
+    EdgeportError naming file:line."""
+    from edgeport import chat
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeportError("file not found", path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise EdgeportError(f"not UTF-8 text (byte {e.start})", path) from None
+    if path.suffix == ".txt":
+        return [p.strip() for p in re.split(r"\n\s*\n", raw) if p.strip()]
+    if path.suffix != ".jsonl":
+        raise EdgeportError("unsupported data file type (use .txt or .jsonl)", path)
+    out: list[Any] = []
+    for n, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise EdgeportError(f"bad JSON ({e.msg} at column {e.colno})", where) from None
+        if isinstance(obj, dict) and isinstance(obj.get("text"), str):
+            out.append(obj["text"])
+        elif isinstance(obj, dict) and isinstance(obj.get("messages"), list) and obj["messages"]:
+            tools = obj.get("tools")
+            if tools is not None and not (
+                isinstance(tools, list) and all(isinstance(t, dict) for t in tools)
+            ):
+                raise EdgeportError("'tools' must be a list of objects", where)
+            if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in obj["messages"]):
+                raise EdgeportError("'messages' has no assistant turn to train on", where)
+            try:
+                chat.render(obj["messages"], tools)
+                turn_examples(obj["messages"], tools)
+            except EdgeportError as e:
+                raise EdgeportError(str(e), where) from None
+            out.append({"messages": obj["messages"], "tools": tools})
+        else:
+            raise EdgeportError('expected {"text": "..."} or {"messages": [...]} on each line', where)
+    return out
