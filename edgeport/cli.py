@@ -316,14 +316,18 @@ def export_all_cmd(
 @user_errors
 def validate(
     folder: Path = typer.Argument(..., help="An export folder made by `edgeport export all`."),
-    episodes: int = typer.Option(16, help="Held-out agent episodes per artifact (0: skip the agentic eval)."),
+    episodes: Optional[int] = typer.Option(None, help=EPISODES_HELP),
     ids: int = typer.Option(128, help="Held-out token ids for the teacher-forced logits and perplexity."),
     runtime: list[str] | None = typer.Option(None, help="Only these runtimes (repeatable)."),
+    all_rows: bool = typer.Option(False, "--all-rows", help=ALL_ROWS_HELP),
+    agent_tokens: Optional[int] = typer.Option(None, help=AGENT_TOKENS_HELP),
 ) -> None:
     """Every runtime x artifact against the fp32 torch reference; exits 1 when a gate is exceeded."""
     from edgeport.validate import validate as run_validate
 
-    report = run_validate(folder, n_ids=ids, episodes=episodes, runtimes=runtime)
+    report = run_validate(
+        folder, n_ids=ids, episodes=episodes, runtimes=runtime, all_rows=all_rows, agent_tokens=agent_tokens
+    )
     _print_validate(report, folder)
     if not report["passed"]:
         raise typer.Exit(1)
@@ -390,12 +394,45 @@ def chat(
     prompt: Optional[str] = typer.Option(None, help="Answer this one message and exit (non-interactive)."),
     system: Optional[str] = typer.Option(None, help="System prompt."),
     max_new_tokens: int = typer.Option(256, help="Token budget of one model reply."),
+    temperature: float = typer.Option(0.0, help="Sampling temperature (0: greedy)."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling: keep the most likely tokens up to this mass."),
+    seed: Optional[int] = typer.Option(None, help="Sampling seed (same seed, same answers)."),
+    constrain: bool = typer.Option(
+        True, "--constrain/--no-constrain", help="Decode tool calls under the offered tools' JSON schemas."
+    ),
+    think: bool = typer.Option(
+        False, "--think/--no-think", help="Let the model reason first (shown dimmed)."
+    ),
 ) -> None:
-    """Offline chat with streaming and real tool execution. /reset starts over, /exit quits."""
+    """Offline chat with streaming and real tool execution. /help lists the commands, /exit quits."""
     from edgeport.chat_cli import run_chat
+    from edgeport.sampling import make_sampler
 
     names = [n.strip() for n in tool_names.split(",") if n.strip()] if tool_names else None
-    run_chat(model, runtime, tools, names, prompt, max_new_tokens, system)
+    sampler = make_sampler(temperature, top_p, seed)
+    run_chat(model, runtime, tools, names, prompt, max_new_tokens, system, sampler=sampler,
+             constrain=constrain, thinking=think)  # fmt: skip
+
+
+@app.command()
+@user_errors
+def serve(
+    model: Optional[Path] = typer.Argument(
+        None, help="Checkpoint folder, .gguf file or ONNX export folder (default: the embedded model)."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    runtime: Optional[str] = typer.Option(
+        None, help="torch | llamacpp | onnx (default: from MODEL's files)."
+    ),
+    constrain: bool = typer.Option(
+        True, "--constrain/--no-constrain", help="Decode tool calls under the request's tool schemas."
+    ),
+) -> None:
+    """An OpenAI-compatible server: /v1/models and /v1/chat/completions (tools, streaming, sampling)."""
+    from edgeport.serve import serve as run_server
+
+    run_server(model, host=host, port=port, runtime=runtime, constrain=constrain)
 
 
 def _prod(shape: tuple[int, ...]) -> int:

@@ -205,3 +205,71 @@ def test_metrics_and_gates() -> None:
     assert gate_failures({**same, "greedy_match": GREEDY_TOKENS - 1}, GATES["f16"]) == [
         f"greedy {GREEDY_TOKENS - 1}/{GREEDY_TOKENS}"
     ]
+
+
+def test_isolated_rows_and_cached_reference(export_dir: Path, tmp_path: Path) -> None:
+    """Rows in their own spawned processes give the figures of the in-process run; the reference's figures are
+    cached in the export and reused by the next run."""
+    from edgeport.validate import validate
+
+    folder = tmp_path / "export"
+    shutil.copytree(export_dir, folder, ignore=shutil.ignore_patterns(".validate"))
+    kw = dict(n_ids=32, episodes=0, runtimes=["llama.cpp", "onnxruntime"], progress=False)
+    inproc = validate(folder, isolate=False, **kw)
+    (cached,) = (folder / ".validate").glob("reference-*.npz")
+    isolated = validate(folder, isolate=True, **kw)
+    assert inproc["passed"] and isolated["passed"]
+    ref_a, ref_b = inproc["rows"][0], isolated["rows"][0]
+    assert ref_a["status"] == "reference" and ref_b["seconds"] == ref_a["seconds"]  # read back, not re-run
+    assert list((folder / ".validate").glob("reference-*.npz")) == [cached]
+    for a, b in zip(inproc["rows"][1:], isolated["rows"][1:], strict=True):
+        assert (a["runtime"], a["precision"]) == (b["runtime"], b["precision"])
+        assert a["greedy"] == b["greedy"] and a["kl"] == pytest.approx(b["kl"], rel=1e-6, abs=1e-12)
+        assert "peak_rss_mib" not in a and 20 < b["peak_rss_mib"] < 4096  # each child's own VmHWM
+
+
+def _killed(_: object) -> dict:
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}
+
+
+def test_a_killed_row_is_an_error_not_a_hang() -> None:
+    from edgeport.validate.run import isolated
+
+    out = isolated(_killed, None)
+    assert out["error"] == "its process died with exit code -9 (killed: out of memory?)"
+
+
+def test_large_model_default_rows(export_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above LARGE_MODEL_PARAMS: the rows that finish in minutes run, the others are listed with why and
+    --all-rows; the reference runs no agent episodes, the runtimes a few with a lower token cap."""
+    import edgeport.validate.run as run
+
+    folder = tmp_path / "export"
+    shutil.copytree(export_dir, folder)
+    monkeypatch.setattr(run, "LARGE_MODEL_PARAMS", 0)
+    kw = dict(n_ids=32, runtimes=["llama.cpp", "llama.cpp-norepack", "onnxruntime"], progress=False)
+    report = run.validate(folder, isolate=False, **kw)
+    status = {(r["runtime"], r["precision"]): r["status"] for r in report["rows"]}
+    assert status == {
+        ("torch", "fp32"): "reference",
+        ("onnxruntime", "fp32"): "skipped",
+        ("onnxruntime", "int8"): "pass",
+        ("onnxruntime", "int4"): "pass",
+        ("llama.cpp", "f16"): "pass",
+        ("llama.cpp", "q8_0"): "pass",
+        ("llama.cpp", "q4_0"): "pass",
+        ("llama.cpp-norepack", "q8_0"): "skipped",
+        ("llama.cpp-norepack", "q4_0"): "skipped",
+    }
+    assert "not run by default" in report["skipped"]["onnxruntime fp32"]
+    assert "--all-rows" in report["skipped"]["llama.cpp-norepack q4_0"]
+    inp = report["inputs"]
+    assert (inp["agent_episodes"], inp["agent_tokens"], inp["reference_episodes"]) == (2, 64, 0)
+    q4 = next(r for r in report["rows"] if (r["runtime"], r["precision"]) == ("llama.cpp", "q4_0"))
+    assert report["rows"][0]["tool_success"] is None and q4["tool_success"] is not None
+    every = run.validate(folder, isolate=False, all_rows=True, episodes=0, **kw)
+    assert all(r["status"] in ("reference", "pass") for r in every["rows"]) and len(every["rows"]) == 9

@@ -1,19 +1,39 @@
-"""The validation run: every available runtime x artifact of an export measured on the same fixed inputs."""
+"""The validation run: every available runtime x artifact of an export measured on the same fixed inputs.
+
+Bounded memory at any model size:
+- the fp32 torch reference is `edgeport.reference.StreamedModel` (one decoder layer in memory at a time); its
+  logits and greedy tokens are cached on disk in the export (`.validate/reference-<key>.npz`), so no runtime
+  runs beside it and a second `validate` of the same export does not recompute it;
+- for a model above SMALL_MODEL_BYTES each row runs in its own spawned process, one at a time, so the peak is
+  that of one runtime with one artifact, and all of it goes back to the OS when the row is done;
+- for a model above LARGE_MODEL_PARAMS the default rows and agent episodes are those that finish in minutes
+  (see large_model_skip); `all_rows=True` (`--all-rows`) runs every row, `episodes`/`agent_tokens` set the rest.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import multiprocessing
 import platform
 import time
-from collections.abc import Iterator
-from dataclasses import asdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeport.errors import EdgeportError
-from edgeport.manifest import artifact_entries, load_manifest, reference_checkpoint, runtime_threads
+from edgeport.io import atomic_file
+from edgeport.manifest import (
+    SMALL_MODEL_BYTES,
+    artifact_entries,
+    load_manifest,
+    reference_checkpoint,
+    runtime_threads,
+)
 from edgeport.validate.metrics import (
     GATES,
     GREEDY_TOKENS,
@@ -26,6 +46,13 @@ from edgeport.validate.report import write_report
 from runtimes.registry import REFERENCE, Artifact, Target, default_skip, targets
 
 PROMPT_TOKENS = 16
+CACHE = ".validate"  # the reference's cached figures, inside the export folder
+LARGE_MODEL_PARAMS = 200_000_000
+# Agent episodes and their per-turn token cap, small vs large models. A random-weight model never emits EOS, so
+# every episode runs to its cap: at 2B on a 2-core laptop CPU a token costs 0.1-0.5 s in the runtimes and
+# seconds in the streamed fp32 reference (which therefore runs no episodes at that size).
+EPISODES = {"small": 16, "large": 2}
+AGENT_TOKENS = {"small": 96, "large": 64}
 
 # Mixed text for the tokenizer check: English, CJK, digits, code, emoji, chat markup, odd whitespace.
 TOKENIZER_TEXTS = [
@@ -46,7 +73,9 @@ TOKENIZER_TEXTS = [
 class Inputs:
     """Everything fixed across runtimes: held-out ids, the greedy prompt, mixed texts, agent episodes."""
 
-    def __init__(self, checkpoint: Path, n_ids: int, episodes: int, seed: int) -> None:
+    def __init__(
+        self, checkpoint: Path, n_ids: int, episodes: int, seed: int, agent_tokens: int = 96
+    ) -> None:
         from tokenizers import Tokenizer
 
         from edgeport.checkpoint import load_config
@@ -65,6 +94,7 @@ class Inputs:
         self.texts = TOKENIZER_TEXTS
         self.hf_tokens = [self.hf.encode(t, add_special_tokens=False).ids for t in self.texts]
         self.n_episodes = episodes
+        self.agent_tokens = agent_tokens
         self.seed = seed
         self._episodes = None
         self._tok = None
@@ -78,6 +108,12 @@ class Inputs:
             self._episodes = generate_episodes(self.n_episodes, seed=self.seed, split="eval")
             self._tok = load_tokenizer(self.checkpoint)
         return self._tok, self._episodes
+
+    def key(self, checkpoint_sha256: str, episodes: int) -> str:
+        """Names the reference's cached figures: the checkpoint's bytes and every input that shapes them."""
+        parts = [checkpoint_sha256, self.ids, self.prompt, GREEDY_TOKENS, self.texts]
+        parts += [episodes, self.agent_tokens, self.seed]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
 def chat_prompt(tok, max_len: int) -> list[int] | None:
@@ -112,21 +148,18 @@ def agent_success(rt, inputs: Inputs) -> float | None:
     from edgeport.agent import evaluate
 
     tok, episodes = inputs.episodes()
-    return float(evaluate(rt.generate, tok, episodes, max_context=inputs.context)["success_rate"])
+    res = evaluate(rt.generate, tok, episodes, max_new_tokens=inputs.agent_tokens, max_context=inputs.context)
+    return float(res["success_rate"])
 
 
-def measure(rt, inputs: Inputs, ref: dict[str, Any] | None) -> dict[str, Any]:
-    """All figures for one runtime; against `ref` (the reference's own figures) unless this is the reference."""
+def measure(rt, inputs: Inputs) -> dict[str, Any]:
+    """One runtime's own figures: logits, perplexity, greedy tokens, tokenizer agreement, tool-use success."""
     t0 = time.perf_counter()
     logits = rt.logits(inputs.ids)
     greedy = [
         int(t) for t in rt.generate(inputs.prompt, GREEDY_TOKENS, inputs.eos)
     ]  # every runtime stops at EOS
     row: dict[str, Any] = {"ppl": perplexity(logits, inputs.ids), "greedy": greedy}
-    if ref is not None:
-        row.update(compare_logits(ref["logits"], logits))
-        row["greedy_match"] = matching_prefix(ref["greedy"], greedy)
-        row["greedy_total"] = len(ref["greedy"])
     try:
         toks = [list(rt.tokenize(t)) for t in inputs.texts]
     except NotImplementedError:
@@ -143,78 +176,198 @@ def measure(rt, inputs: Inputs, ref: dict[str, Any] | None) -> dict[str, Any]:
     return row
 
 
+def against(got: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    """`got` with its parity figures against the reference's logits and greedy tokens."""
+    got = {**got, **compare_logits(ref["logits"], got["logits"])}
+    got["greedy_match"] = matching_prefix(ref["greedy"], got["greedy"])
+    got["greedy_total"] = len(ref["greedy"])
+    return got
+
+
+# ---- one row, in this process or in its own ----------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to measure one target (picklable: it crosses into a spawned process)."""
+
+    target: Target
+    checkpoint: Path
+    n_ids: int
+    episodes: int
+    agent_tokens: int
+    seed: int
+    threads: int | None
+
+
+def build(t: Target, threads: int | None):
+    """The target's runtime; the torch rows on the float checkpoint run the streamed fp32 model."""
+    if t.artifact.kind == "checkpoint" and t.pair.target.startswith("runtimes.torch_ref"):
+        from edgeport.reference import StreamedModel
+
+        return StreamedModel(t.artifact.path, **t.pair.kwargs)
+    return t.build(threads)
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Measure one target; a runtime that cannot load or run its artifact gives {"error": ...}."""
+    try:
+        inputs = Inputs(job.checkpoint, job.n_ids, job.episodes, job.seed, job.agent_tokens)
+        with torch_threads(job.threads):
+            rt = build(job.target, job.threads)
+            try:
+                return measure(rt, inputs)
+            finally:
+                rt.close()
+    except Exception as e:  # reported as the row's error, never a traceback
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _child(send, fn: Callable, arg: Any) -> None:
+    out = fn(arg)
+    with contextlib.suppress(OSError):  # VmHWM: this process's own peak resident set
+        line = next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
+        out["peak_rss_mib"] = round(int(line.split()[1]) / 1024, 1)
+    send.send(out)
+    send.close()
+
+
+def isolated(fn: Callable[[Any], dict[str, Any]], arg: Any) -> dict[str, Any]:
+    """fn(arg) in a fresh spawned process (no inherited memory; all of its memory is returned when it ends)."""
+    ctx = multiprocessing.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child, args=(send, fn, arg), daemon=True)
+    p.start()
+    send.close()
+    try:
+        out = recv.recv()
+    except EOFError:
+        p.join()
+        killed = " (killed: out of memory?)" if p.exitcode == -9 else ""
+        out = {"error": f"its process died with exit code {p.exitcode}{killed}"}
+    finally:
+        recv.close()
+    p.join()
+    return out
+
+
+# ---- which rows -------------------------------------------------------------------------------------------
+def n_parameters(checkpoint: Path) -> int:
+    from edgeport.checkpoint import expected_shapes, load_config
+
+    cfg = load_config(checkpoint)
+    return sum(int(np.prod(s)) for s in expected_shapes(cfg).values())
+
+
+def large_model_skip(t: Target, params: int) -> str | None:
+    """Why a row does not run by default for a model above LARGE_MODEL_PARAMS (None: it runs)."""
+    fp32 = f"{params * 4 / 2**30:.1f} GiB"
+    if t.runtime == "torch-absorbed":
+        return "a second streamed fp32 pass; absorbed == expanded attention is checked on every small export"
+    if t.runtime == "torch-dequant":
+        return f"holds the whole dequantized model in fp32 ({fp32})"
+    if t.runtime == "llama.cpp-norepack":
+        return "the same GGUF as the llama.cpp row, on llama.cpp's plain (not repacked) kernels"
+    if t.artifact.kind == "onnx" and t.artifact.precision_class in ("fp32", "f16"):
+        return f"the runtime holds all {t.artifact.precision} weights in memory ({fp32} in fp32)"
+    return None
+
+
 def validate(
     folder: str | Path,
     n_ids: int = 128,
-    episodes: int = 16,
+    episodes: int | None = None,
     seed: int = 0,
     runtimes: list[str] | None = None,
     progress: bool = True,
+    all_rows: bool = False,
+    agent_tokens: int | None = None,
+    isolate: bool | None = None,
 ) -> dict[str, Any]:
-    """Validate an export folder; writes report.{json,md,png} into it and returns the report dict."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """Validate an export folder; writes report.{json,md,png} into it and returns the report dict.
+
+    episodes / agent_tokens: agent episodes per row and their per-turn token cap (None: by model size, EPISODES
+    and AGENT_TOKENS). all_rows: also the rows large_model_skip leaves out. isolate: each row in its own process
+    (None: when the checkpoint is above SMALL_MODEL_BYTES)."""
+    from rich.console import Console
+
+    from edgeport.checkpoint import folder_size
 
     folder = Path(folder)
-    entries = artifact_entries(folder, load_manifest(folder))
+    manifest = load_manifest(folder)
+    entries = artifact_entries(folder, manifest)
     arts = [Artifact(**e) for e in entries]
     checkpoint = reference_checkpoint(folder, entries)
-    inputs = Inputs(checkpoint, n_ids, episodes, seed)
+    params = n_parameters(checkpoint)
+    size = "large" if params > LARGE_MODEL_PARAMS else "small"
+    episodes = EPISODES[size] if episodes is None else episodes
+    agent_tokens = AGENT_TOKENS[size] if agent_tokens is None else agent_tokens
+    isolate = folder_size(checkpoint) > SMALL_MODEL_BYTES if isolate is None else isolate
+    threads = runtime_threads(checkpoint)
+    inputs = Inputs(checkpoint, n_ids, episodes, seed, agent_tokens)
     todo = [t for t in targets(arts, default_skip) if t.pair is not REFERENCE]
     if runtimes:
         todo = [t for t in todo if t.runtime in runtimes]
-    dequant_ref: dict[str, np.ndarray] = {}
-    rows: list[dict[str, Any]] = []
-    skipped: dict[str, str] = {}
+    console = Console(stderr=True, quiet=not progress)
     started = time.time()
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-    )
-    threads = runtime_threads(checkpoint)
-    with torch_threads(threads), Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("torch fp32 reference", total=len(todo) + 1)
-        ref_target = Target(REFERENCE, next(a for a in arts if a.path == checkpoint))
-        ref_rt = ref_target.build()
-        ref = measure(ref_rt, inputs, None)
-        ref_rt.close()
-        rows.append(_row(ref_target, folder, ref, [], "reference"))
-        bar.advance(task)
-        for t in todo:
-            bar.update(task, description=f"{t.label:<32}")
-            ok, why = t.available()
-            if not ok:
-                skipped.setdefault(t.runtime if not t.pair.available()[0] else t.label, why)
-                rows.append(_row(t, folder, {}, [], "skipped", why))
-                bar.advance(task)
-                continue
-            try:
-                rt = t.build(threads)
-                try:
-                    got = measure(rt, inputs, ref)
-                    if t.runtime == "torch-dequant":
-                        dequant_ref[t.artifact.precision_class] = got["logits"]
-                    elif t.artifact.precision_class in dequant_ref:
-                        same = compare_logits(dequant_ref[t.artifact.precision_class], got["logits"])
-                        got["kl_vs_dequant"] = same["kl"]
-                        got["top1_vs_dequant"] = same["top1"]
-                finally:
-                    rt.close()
-            except Exception as e:  # a runtime that cannot load or run its artifact fails the report
-                rows.append(_row(t, folder, {}, [f"{type(e).__name__}: {e}"], "error"))
-                bar.advance(task)
-                continue
-            fails = gate_failures(got, GATES[t.artifact.precision_class])
-            rows.append(_row(t, folder, got, fails, "fail" if fails else "pass"))
-            bar.advance(task)
+    def run(t: Target, n_episodes: int) -> dict[str, Any]:
+        job = Job(t, checkpoint, n_ids, n_episodes, agent_tokens, seed, threads)
+        return isolated(run_job, job) if isolate else run_job(job)
+
+    def say(i: int, t: Target, what: str) -> None:
+        at = time.strftime("%M:%S", time.gmtime(time.time() - started))
+        console.print(f"[bold][validate {i}/{len(todo) + 1}][/] {t.label:<28} {what} [dim](at {at})[/]")
+
+    # the reference: from the cache, or measured alone and cached (no agent episodes for a large model: the
+    # streamed fp32 decode takes seconds per token)
+    ref_target = Target(REFERENCE, next(a for a in arts if a.path == checkpoint))
+    ref_episodes = episodes if size == "small" else 0
+    sha = next(a.get("sha256", "") for a in manifest["artifacts"] if a["kind"] == "checkpoint")
+    cache = folder / CACHE / f"reference-{inputs.key(sha, ref_episodes)}.npz"
+    ref = load_reference(cache) if sha else None
+    say(1, ref_target, "cached" if ref else "streamed fp32 reference ...")
+    if ref is None:
+        ref = run(ref_target, ref_episodes)
+        if "error" in ref:
+            raise EdgeportError(f"the fp32 torch reference cannot run: {ref['error']}", checkpoint)
+        save_reference(cache, ref)
+    rows = [_row(ref_target, folder, ref, [], "reference")]
+    dequant_ref: dict[str, np.ndarray] = {}
+    skipped: dict[str, str] = {}
+    for i, t in enumerate(todo, 2):
+        ok, why = t.available()
+        if ok and size == "large" and not all_rows:
+            why = large_model_skip(t, params)
+            if why:
+                size_note = f"not run by default for a {params / 1e9:.2f} B-parameter model"
+                ok, why = False, f"{size_note}: {why} (--all-rows runs it)"
+        if not ok:
+            skipped.setdefault(t.runtime if not t.pair.available()[0] else t.label, why)
+            rows.append(_row(t, folder, {}, [], "skipped", why))
+            continue
+        say(i, t, "...")
+        got = run(t, episodes)
+        if "error" in got:
+            rows.append(_row(t, folder, {}, [got["error"]], "error"))
+            say(i, t, f"[red]error[/]: {got['error']}")
+            continue
+        got = against(got, ref)
+        if t.runtime == "torch-dequant":
+            dequant_ref[t.artifact.precision_class] = got["logits"]
+        elif t.artifact.precision_class in dequant_ref:
+            same = compare_logits(dequant_ref[t.artifact.precision_class], got["logits"])
+            got["kl_vs_dequant"] = same["kl"]
+            got["top1_vs_dequant"] = same["top1"]
+        fails = gate_failures(got, GATES[t.artifact.precision_class])
+        status = "fail" if fails else "pass"
+        rows.append(_row(t, folder, got, fails, status))
+        mem = f", peak {got['peak_rss_mib'] / 1024:.2f} GiB" if "peak_rss_mib" in got else ""
+        say(i, t, f"{'[red]fail[/]' if fails else '[green]pass[/]'} in {got['seconds']:.0f} s{mem}")
 
     report = {
         "format": "edgeport-validate",
         "version": 1,
         "export": str(folder.resolve()),
-        "reference": f"torch fp32 (expanded attention) on {checkpoint.relative_to(folder)}",
+        "reference": f"torch fp32 (expanded attention, layers streamed) on {checkpoint.relative_to(folder)}",
         "machine": f"{platform.system()} {platform.machine()} {platform.processor()}".strip(),
         "inputs": {
             "heldout_ids": len(inputs.ids),
@@ -222,6 +375,13 @@ def validate(
             "greedy_tokens": GREEDY_TOKENS,
             "tokenizer_texts": len(inputs.texts),
             "agent_episodes": episodes,
+            "agent_tokens": agent_tokens,
+            "reference_episodes": ref_episodes,
+            "parameters": params,
+            "rows": "all"
+            if all_rows or size == "small"
+            else f"default above {LARGE_MODEL_PARAMS:,} parameters",
+            "isolated": isolate,
             "seed": seed,
         },
         "gates": {k: {**asdict(g), "rule": g.describe()} for k, g in GATES.items()},
@@ -232,6 +392,21 @@ def validate(
     }
     write_report(folder, report)
     return report
+
+
+def load_reference(path: Path) -> dict[str, Any] | None:
+    """The cached reference figures, or None when absent or unreadable (then they are measured again)."""
+    try:
+        with np.load(path) as z:
+            return {**json.loads(str(z["row"])), "logits": z["logits"]}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def save_reference(path: Path, ref: dict[str, Any]) -> None:
+    row = json.dumps({k: v for k, v in ref.items() if k != "logits"})
+    with atomic_file(path) as f:
+        np.savez(f, logits=ref["logits"], row=np.array(row))
 
 
 def _row(
