@@ -157,8 +157,8 @@ class ToolStep:
 
 def apply_reply(history: list[dict], text: str, offered: Iterable[str], env: ToolEnv | None) -> ToolStep:
     """The agent turn after decoding: parse the reply's tool calls, check each names an offered tool, run it in
-    `env` (None: do not run, e.g. a server whose client runs the tools), and append the assistant message plus
-    one tool message per executed call to `history`. A reply whose calls all fail to parse is appended as text."""
+    `env` (None: do not run, e.g. a server whose client runs the tools; such calls get result None), and append
+    the assistant message plus one tool message per executed or refused call to `history`. A reply whose calls all fail to parse is appended as text."""
     offered = set(offered)
     step = ToolStep(text, attempts=text.count(chat.TOOL_CALL_START))
     calls = chat.parse_tool_calls(text) if step.attempts else []
@@ -177,7 +177,8 @@ def apply_reply(history: list[dict], text: str, offered: Iterable[str], env: Too
     for c in calls:
         if c["name"] not in offered:
             result = dumps({"error": f"tool {c['name']!r} was not offered"})
-        elif env is None:
+        elif env is None:  # someone else runs it: no result yet
+            step.calls.append({**c, "result": None})
             continue
         else:
             result = env.call(c["name"], c["arguments"])
