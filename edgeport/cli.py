@@ -86,43 +86,57 @@ def info(
 @app.command()
 @user_errors
 def train(
-    preset: str = typer.Option("tiny", help="Model preset: tiny | youtu-2b."),
+    preset: Optional[str] = typer.Option(None, help="Model preset: tiny | youtu-2b."),
     out: Path = typer.Option(
         ..., help="Run folder: OUT/checkpoint (HF folder + trainer state), OUT/log.jsonl."
     ),
-    steps: int = typer.Option(1000, help="Optimizer steps."),
-    batch_size: int = typer.Option(16, help="Sequences per micro-batch per process."),
-    seq_len: int = typer.Option(512, help="Tokens per training row."),
-    grad_accum: int = typer.Option(1, help="Micro-batches per optimizer step."),
-    lr: float = typer.Option(3e-3, help="Peak learning rate (linear warmup, cosine decay to --min-lr)."),
-    min_lr: float = typer.Option(3e-4, help="Final learning rate."),
-    warmup: int = typer.Option(50, help="Warmup steps."),
+    steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
+    batch_size: Optional[int] = typer.Option(None, help="Sequences per micro-batch per process."),
+    seq_len: Optional[int] = typer.Option(None, help="Tokens per training row."),
+    grad_accum: Optional[int] = typer.Option(None, help="Micro-batches per optimizer step."),
+    lr: Optional[float] = typer.Option(
+        None, help="Peak learning rate (linear warmup, cosine decay to --min-lr)."
+    ),
+    min_lr: Optional[float] = typer.Option(None, help="Final learning rate."),
+    warmup: Optional[int] = typer.Option(None, help="Warmup steps."),
     data: Optional[list[Path]] = typer.Option(None, help="Extra training data (.txt or .jsonl), repeatable."),
-    stage: str = typer.Option("pretrain:0.3,midtrain:0.3,sft:0.4", help="Curriculum: name[:fraction],..."),
-    episodes: int = typer.Option(2000, help="Generated tool-use trajectories for training."),
+    stage: Optional[str] = typer.Option(
+        None, help="Curriculum: name[:fraction],... (pretrain, midtrain, sft)."
+    ),
+    episodes: Optional[int] = typer.Option(None, help="Generated tool-use trajectories for training."),
     tokenizer: Optional[Path] = typer.Option(None, help="Use this tokenizer folder instead of training one."),
     init: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fine-tuning)."),
-    eval_every: int = typer.Option(100, help="Held-out eval every N steps."),
-    save_every: int = typer.Option(200, help="Checkpoint every N steps (and at the end)."),
-    seed: int = typer.Option(0),
-    dtype: str = typer.Option("auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | float32 | bfloat16."),
-    fsdp: bool = typer.Option(False, help="Shard the model with FSDP (under torchrun) instead of DDP."),
-    resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+    eval_every: Optional[int] = typer.Option(None, help="Held-out eval every N steps."),
+    save_every: Optional[int] = typer.Option(None, help="Checkpoint every N steps (and at the end)."),
+    seed: Optional[int] = typer.Option(None),
+    dtype: Optional[str] = typer.Option(
+        None, help="auto (bf16 autocast on CUDA, fp32 on CPU) | float32 | bfloat16."
+    ),
+    fsdp: Optional[bool] = typer.Option(
+        None, "--fsdp/--no-fsdp", help="Shard the model with FSDP (under torchrun) instead of DDP."
+    ),
+    resume: Optional[bool] = typer.Option(
+        None, "--resume/--no-resume", help="Continue the run in --out from its last checkpoint."
+    ),
 ) -> None:
-    """Train (or resume) a model; runs single-process or under `torchrun --nproc_per_node N -m edgeport.cli train`."""
+    """Train (or resume) a model; runs single-process or under `torchrun --nproc_per_node N -m edgeport.cli train`.
+
+    An option left out takes its default from edgeport.trainer.TrainConfig."""
     from edgeport.trainer import TrainConfig
     from edgeport.trainer import train as run_training
 
     for p in data or []:
         if not p.is_file():
             raise EdgeportError("training data file not found", p)
+    given = {
+        "preset": preset, "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "grad_accum": grad_accum,
+        "lr": lr, "min_lr": min_lr, "warmup": warmup, "stages": stage, "n_episodes": episodes,
+        "tokenizer": str(tokenizer) if tokenizer else None, "init": str(init) if init else None, "eval_every": eval_every,
+        "save_every": save_every, "seed": seed, "dtype": dtype, "fsdp": fsdp, "resume": resume,
+    }  # fmt: skip
     cfg = TrainConfig(
-        preset=preset, out=str(out), steps=steps, batch_size=batch_size, seq_len=seq_len, grad_accum=grad_accum,
-        lr=lr, min_lr=min_lr, warmup=warmup, data=[str(p) for p in data or []], stages=stage,
-        n_episodes=episodes, tokenizer=None if tokenizer is None else str(tokenizer),
-        init=None if init is None else str(init), eval_every=eval_every, save_every=save_every, seed=seed,
-        dtype=dtype, fsdp=fsdp, resume=resume,
-    )  # fmt: skip
+        out=str(out), data=[str(p) for p in data or []], **{k: v for k, v in given.items() if v is not None}
+    )
     done = run_training(cfg)
     console.print(f"wrote {done}")
 
