@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import time
@@ -108,9 +107,6 @@ def install(ckpt: Path, metrics: dict) -> None:
         if src.is_file():
             with atomic_file(HERE / name) as f, open(src, "rb") as g:
                 shutil.copyfileobj(g, f)
-    for name in ("config.json", "model.safetensors", *TOKENIZER_FILES):
-        if (HERE / name).is_file():
-            os.chmod(HERE / name, 0o644)  # atomic_file's temporary files are 0600
     with atomic_file(HERE / "metrics.json", "w") as f:
         f.write(json.dumps(metrics, indent=2) + "\n")
     with atomic_file(HERE / "TRAINING.md", "w") as f:
