@@ -12,19 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quant.formats import gate_class
 from runtimes.base import Runtime
-
-# Precision of an artifact -> the gate class validate applies to it.
-PRECISION_CLASS = {
-    "fp32": "fp32",
-    "f32": "fp32",
-    "f16": "f16",
-    "bf16": "f16",
-    "q8_0": "int8",
-    "int8": "int8",
-    "q4_0": "int4",
-    "int4": "int4",
-}
 
 
 @dataclass(frozen=True)
@@ -106,7 +95,8 @@ class Artifact:
 
     @property
     def precision_class(self) -> str:
-        return PRECISION_CLASS.get(self.precision, self.precision)
+        """The validate gate of this artifact's precision (quant.formats.TABLE: q4_0 and int4 -> int4, ...)."""
+        return gate_class(self.precision)
 
 
 @dataclass(frozen=True)
