@@ -14,7 +14,6 @@ from, so what the model sees here is token for token what it was trained on.
 from __future__ import annotations
 
 import collections
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -334,8 +333,3 @@ def reference_generate(tok: Any, episodes: Sequence[Episode]) -> GenerateFn:
         return out
 
     return generate
-
-
-def dump_results(results: Sequence[EpisodeResult]) -> str:
-    """JSON lines of episode results (for inspection)."""
-    return "\n".join(json.dumps(r.__dict__, ensure_ascii=False) for r in results)
