@@ -92,6 +92,34 @@ def expected_shapes(cfg: YoutuConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def check_weights(folder: str | Path, cfg: YoutuConfig) -> dict[Path, dict[str, dict]]:
+    """Every weight file's checked header {file: {name: info}}, before a byte of data is read: each tensor
+    config.json implies is present once, with its shape and a float dtype, and nothing unexpected is stored."""
+    folder = Path(folder)
+    shapes = expected_shapes(cfg)
+    headers = {f: read_safetensors_header(f) for f in weight_files(folder)}
+    seen: set[str] = set()
+    for f, header in headers.items():
+        for name, info in header.items():
+            if name not in shapes:
+                if (name == "lm_head.weight" and cfg.tie_word_embeddings) or name.endswith(
+                    "rotary_emb.inv_freq"
+                ):
+                    continue
+                raise EdgeportError(f"unexpected tensor {name!r} for a Youtu model with this config", f)
+            if info["dtype"] not in FLOAT_DTYPES:
+                raise EdgeportError(f"tensor {name!r} has dtype {info['dtype']}; weights must be floats", f)
+            if tuple(info["shape"]) != shapes[name]:
+                raise EdgeportError(
+                    f"tensor {name!r} has shape {tuple(info['shape'])}, config.json implies {shapes[name]}", f
+                )
+            seen.add(name)
+    missing = sorted(set(shapes) - seen)
+    if missing:
+        raise EdgeportError(f"missing tensor {missing[0]!r} ({len(missing)} missing in all)", folder)
+    return headers
+
+
 def iter_tensors(folder: str | Path, dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (HF name, tensor) one at a time, checked against the config's expected names and shapes.
 
@@ -101,12 +129,7 @@ def iter_tensors(folder: str | Path, dtype: torch.dtype | None = None) -> Iterat
     cfg = load_config(folder)
     shapes = expected_shapes(cfg)
     seen: set[str] = set()
-    files = weight_files(folder)
-    headers = {f: read_safetensors_header(f) for f in files}
-    for f, header in headers.items():
-        for name, info in header.items():
-            if name in shapes and info["dtype"] not in FLOAT_DTYPES:
-                raise EdgeportError(f"tensor {name!r} has dtype {info['dtype']}; weights must be floats", f)
+    files = list(check_weights(folder, cfg))
     for f in files:
         try:
             handle = safe_open(str(f), framework="pt")

@@ -57,10 +57,11 @@ def info(
     model: Optional[Path] = typer.Argument(None, help="Checkpoint folder (default: the embedded model)."),
 ) -> None:
     """Config, parameter count and KV-cache bytes per token (latent vs expanded) of a checkpoint."""
-    from edgeport.checkpoint import expected_shapes, folder_size, load_config
+    from edgeport.checkpoint import check_weights, expected_shapes, folder_size, load_config
 
     folder = model or default_model_dir()
     cfg = load_config(folder)
+    check_weights(folder, cfg)  # the weights' headers agree with config.json (no data is read)
     n_params = sum(_prod(s) for s in expected_shapes(cfg).values())
     kv = cfg.kv_bytes_per_token(2)
     t = Table(title=f"edgeport info {folder}", show_header=False)

@@ -33,7 +33,7 @@ import torch
 from gguf import GGMLQuantizationType as T
 from tqdm import tqdm
 
-from edgeport.checkpoint import expected_shapes, load_config, weight_files
+from edgeport.checkpoint import check_weights, expected_shapes, load_config, weight_files
 from edgeport.errors import EdgeportError
 from edgeport.inputs import GGUF_MAGIC, check_finite, check_tokenizer_folder, read_safetensors_header
 from edgeport.io import atomic_file, check_out, temp_dir_for
@@ -242,22 +242,9 @@ def _row_chunks(rows: int, row_values: int) -> Iterator[tuple[int, int]]:
 
 
 def plan_float(folder: Path, cfg: YoutuConfig, type: str) -> list[Planned]:
+    check_weights(folder, cfg)  # names, shapes and float dtypes from the headers, before any read
     w = Weights(weight_files(folder))
     shapes = expected_shapes(cfg)
-    for name in w.index:
-        if name not in shapes and not name.endswith("rotary_emb.inv_freq"):
-            if name == "lm_head.weight" and cfg.tie_word_embeddings:
-                continue
-            raise EdgeportError(
-                f"unexpected tensor {name!r} for a Youtu model with this config", w.index[name][0]
-            )
-    for name, shape in shapes.items():
-        if name not in w.index:
-            raise EdgeportError(f"missing tensor {name!r}", folder)
-        if w.shape(name) != shape:
-            raise EdgeportError(
-                f"tensor {name!r} has shape {w.shape(name)}, config.json implies {shape}", w.index[name][0]
-            )
 
     def encode(x: torch.Tensor, t: T) -> np.ndarray:
         return encode_float(x, t) if t in (T.F32, T.F16, T.BF16) else quantize_rows(x, t.name.lower())
