@@ -1,7 +1,8 @@
 """`edgeport quantize`: a float HF checkpoint -> a quantized checkpoint (docs/QUANT_FORMAT.md), once, for
 every runtime. Methods:
 
-rtn   round-to-nearest, tensor by tensor straight from the safetensors (bounded memory, no data).
+rtn   round-to-nearest, tensor by tensor straight from the safetensors, each tensor in row chunks and written
+      as soon as it is done (memory: one quantized tensor and one float chunk; no data).
 gptq  layer by layer on calibration text: run the (already quantized) layers before it, collect H = X^T X of
       every linear's input in this layer, GPTQ-round each weight, then run the quantized layer to get the
       next layer's input. k_b (per head) uses the Hessian of that head's q_nope, v_b the one of the normed
@@ -19,15 +20,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from edgeport.checkpoint import expected_shapes, iter_tensors, load_config, load_model
+from edgeport.checkpoint import expected_shapes, load_config, load_model
 from edgeport.errors import EdgeportError
 from edgeport.model import YoutuConfig, YoutuForCausalLM, rope_cos_sin
+from edgeport.tensorfile import SafetensorsReader, checkpoint_reader
 from quant.checkpoint import QuantTensor, merge_kv_b, quant_names, write_quantized
 from quant.formats import FORMATS
 from quant.gptq import gptq_quantize
 from quant.policy import SCHEMES, choose
 
 METHODS = ("rtn", "gptq")
+CHUNK_BYTES = 8 * 2**20  # float32 bytes rounded at a time (RTN is row-wise, so chunks give the same codes)
 Item = tuple[str, QuantTensor | np.ndarray, str]
 
 
@@ -88,13 +91,37 @@ def _store(name: str, w: np.ndarray, scheme: str, tied: bool) -> Item:
     return name, w.astype(np.float16 if fmt == "f16" else np.float32), note
 
 
+def _rtn_tensor(reader: SafetensorsReader, name: str, scheme: str, tied: bool) -> Item:
+    """_store of one tensor read and rounded in row chunks: memory holds the result and one float32 chunk,
+    never the float32 copy of a whole (embedding-sized) tensor."""
+    shape = reader.shape(name)
+    fmt, note = choose(name, shape, scheme, tied)
+    step = max(1, CHUNK_BYTES // (4 * int(np.prod(shape[1:]))))
+    spans = [(a, min(a + step, shape[0])) for a in range(0, shape[0], step)]
+    if fmt not in FORMATS:
+        out = np.empty(shape, np.float16 if fmt == "f16" else np.float32)
+        for a, b in spans:
+            out[a:b] = reader.read(name, a, b).float().numpy()
+        return name, out, note
+    arrays: list[np.ndarray] = []
+    for a, b in spans:
+        parts = FORMATS[fmt].quantize(reader.read(name, a, b).float().numpy())
+        arrays = arrays or [np.empty((shape[0], *p.shape[1:]), p.dtype) for p in parts]
+        for dst, p in zip(arrays, parts, strict=True):
+            dst[a:b] = p
+    return name, QuantTensor(fmt, *arrays), note
+
+
 def _rtn(model_dir: Path, cfg: YoutuConfig, scheme: str, progress: bool) -> Iterator[Item]:
-    total = len(expected_shapes(cfg))
-    for name, t in tqdm(
-        iter_tensors(model_dir, torch.float32), total=total, desc="rtn", disable=not progress
-    ):
-        for qname, w in quant_names(name, t.numpy(), cfg):
-            yield _store(qname, w, scheme, cfg.tie_word_embeddings)
+    """Checkpoint order, one tensor at a time (kv_b_proj, small, is split into k_b / v_b first)."""
+    reader = checkpoint_reader(model_dir)
+    tied = cfg.tie_word_embeddings
+    for name in tqdm(expected_shapes(cfg), desc="rtn", disable=not progress):
+        if name.endswith("self_attn.kv_b_proj.weight"):
+            for qname, w in quant_names(name, reader.read(name).float().numpy(), cfg):
+                yield _store(qname, w, scheme, tied)
+        else:
+            yield _rtn_tensor(reader, name, scheme, tied)
 
 
 # ---- gptq ----------------------------------------------------------------------------------------------
@@ -229,10 +256,7 @@ def quantize_checkpoint(
             "damp": damp,
         }
         items = _gptq(load_model(model_dir), ids, scheme, damp, progress)
-    order = list(expected_shapes(cfg))
-    done = {name: (name, t, note) for name, t, note in items}
-    rank = {n: i for i, n in enumerate(order)}
-    key = lambda n: rank.get(n, rank.get(n.rsplit(".", 1)[0] + ".kv_b_proj.weight", len(order)))  # noqa: E731
-    return write_quantized(
-        out_dir, model_dir, [done[n] for n in sorted(done, key=key)], scheme, method, extra
-    )
+    rank = {n: i for i, n in enumerate(expected_shapes(cfg))}
+    key = lambda n: rank.get(n, rank.get(n.rsplit(".", 1)[0] + ".kv_b_proj.weight", len(rank)))  # noqa: E731
+    # each tensor is written as the generator makes it: never all quantized tensors in memory at once
+    return write_quantized(out_dir, model_dir, items, scheme, method, extra, order=key)

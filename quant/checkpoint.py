@@ -1,9 +1,11 @@
-"""The quantized checkpoint folder (docs/QUANT_FORMAT.md): write it atomically, read it lazily.
+"""The quantized checkpoint folder (docs/QUANT_FORMAT.md): written tensor by tensor, atomically; read lazily,
+row range by row range, with plain reads (edgeport.tensorfile), so neither side holds the whole model.
 
     config.json + tokenizer files     copied from the float checkpoint
-    quant_config.json                 {"format": "edgeport-quant", "version": 1, "scheme", "method", "block_size": 32,
+    quant_config.json                 {"format": "edgeport-quant", "version": 2, "scheme", "method", "block_size": 32,
                                        "tensors": {NAME: {"format", "shape", "note"}}}
-    model.safetensors                 NAME.codes / NAME.scales [/ NAME.mins] for block formats, NAME for floats
+    model.safetensors                 NAME.codes / NAME.scales [/ NAME.mins] for block formats, NAME for floats;
+                                      4-bit codes two per byte (element 2i low nibble, 2i+1 high nibble)
 
 kv_b_proj is stored as its absorbed halves `k_b` [H*r, dn] (W_UK per head, transposed) and `v_b` [H*dv, r].
 """
@@ -12,21 +14,21 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.numpy import save_file
 
 from edgeport.errors import EdgeportError
+from edgeport.inputs import check_quant_config
 from edgeport.io import atomic_dir
+from edgeport.tensorfile import SafetensorsReader, SafetensorsWriter
 from quant.formats import BLOCK, FLOATS, FORMATS, BlockFormat, pack_matmulnbits
 
-FORMAT_NAME, VERSION = "edgeport-quant", 1
+FORMAT_NAME, VERSION = "edgeport-quant", 2  # 2: 4-bit codes two per byte (1 stored one code per byte)
 COPY_FILES = (
     "config.json",
     "tokenizer.json",
@@ -81,6 +83,21 @@ class QuantTensor:
         return cls(format, *FORMATS[format].quantize(w))
 
 
+def pack_nibbles(codes: np.ndarray) -> np.ndarray:
+    """4-bit codes [rows, cols] (0..15) -> uint8 [rows, cols/2]: byte i = code[2i] | code[2i+1] << 4 (the
+    MatMulNBits order, so the ONNX exporter can take the bytes as they are)."""
+    c = np.asarray(codes, np.uint8)
+    return c[:, 0::2] | (c[:, 1::2] << np.uint8(4))
+
+
+def unpack_nibbles(packed: np.ndarray) -> np.ndarray:
+    """Inverse of pack_nibbles: uint8 [rows, cols/2] -> codes uint8 [rows, cols]."""
+    out = np.empty((packed.shape[0], packed.shape[1] * 2), np.uint8)
+    out[:, 0::2] = packed & np.uint8(0x0F)
+    out[:, 1::2] = packed >> np.uint8(4)
+    return out
+
+
 # ---- kv_b <-> (k_b, v_b) -------------------------------------------------------------------------------
 def _dims(cfg: Any) -> tuple[int, int, int, int]:
     get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
@@ -125,36 +142,40 @@ def write_quantized(
     scheme: str,
     method: str,
     extra: dict[str, Any] | None = None,
+    order: Callable[[str], Any] | None = None,
 ) -> Path:
-    """Write (name, QuantTensor | float array, note) tensors as a quantized checkpoint folder, atomically."""
+    """Write (name, QuantTensor | float array, note) tensors as a quantized checkpoint folder, atomically. Each
+    tensor is written as it comes (give a generator to keep one tensor in memory); quant_config.json lists them
+    sorted by `order` (a sort key on names), else in the order they came."""
     out_dir = Path(out_dir)
-    arrays: dict[str, np.ndarray] = {}
     meta: dict[str, dict[str, Any]] = {}
-    for name, t, note in tensors:
-        if isinstance(t, QuantTensor):
-            arrays[f"{name}.codes"] = np.ascontiguousarray(t.codes)
-            arrays[f"{name}.scales"] = np.ascontiguousarray(t.scales.astype(np.float16))
-            if t.mins is not None:
-                arrays[f"{name}.mins"] = np.ascontiguousarray(t.mins.astype(np.float16))
-            fmt = t.format
-        else:
-            fmt = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}[np.dtype(t.dtype)]
-            arrays[name] = np.ascontiguousarray(t)
-        meta[name] = {"format": fmt, "shape": list(t.shape), "note": note}
-    config = {
-        "format": FORMAT_NAME,
-        "version": VERSION,
-        "scheme": scheme,
-        "method": method,
-        "block_size": BLOCK,
-        **(extra or {}),
-        "tensors": meta,
-    }
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, marker="quant_config.json") as tmp:  # replaces only an earlier quantized folder
         for f in COPY_FILES:
             if (Path(src_dir) / f).is_file():
                 shutil.copyfile(Path(src_dir) / f, tmp / f)
-        save_file(arrays, str(tmp / "model.safetensors"), metadata={"format": FORMAT_NAME})
+        writer = SafetensorsWriter(tmp / "model.safetensors", metadata={"format": FORMAT_NAME})
+        for name, t, note in tensors:
+            if isinstance(t, QuantTensor):
+                writer.add(f"{name}.codes", pack_nibbles(t.codes) if t.fmt.bits == 4 else t.codes)
+                writer.add(f"{name}.scales", t.scales.astype(np.float16))
+                if t.mins is not None:
+                    writer.add(f"{name}.mins", t.mins.astype(np.float16))
+                fmt = t.format
+            else:
+                fmt = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}[np.dtype(t.dtype)]
+                writer.add(name, t)
+            meta[name] = {"format": fmt, "shape": list(t.shape), "note": note}
+            del t  # the caller's generator may now free this tensor
+        writer.close()
+        config = {
+            "format": FORMAT_NAME,
+            "version": VERSION,
+            "scheme": scheme,
+            "method": method,
+            "block_size": BLOCK,
+            **(extra or {}),
+            "tensors": {k: meta[k] for k in (sorted(meta, key=order) if order else meta)},
+        }
         (tmp / "quant_config.json").write_text(_dumps(config))
     return out_dir
 
@@ -184,8 +205,11 @@ def read_quant_config(folder: str | Path) -> dict[str, Any]:
         raise EdgeportError(f"not an {FORMAT_NAME} quant_config (format/tensors missing)", path)
     if qc.get("version") != VERSION:
         raise EdgeportError(
-            f"unsupported version {qc.get('version')!r} (this edgeport reads {VERSION})", path
+            f"unsupported version {qc.get('version')!r} (this edgeport reads {VERSION}; "
+            "quantize the float checkpoint again)",
+            path,
         )
+    check_quant_config(qc, path, {*FORMATS, *FLOATS})  # schema: one line naming the key (edgeport.inputs)
     for name, m in qc["tensors"].items():
         if not isinstance(m, dict) or (m.get("format") not in FORMATS and m.get("format") not in FLOATS):
             raise EdgeportError(f"tensor {name!r}: unknown format {m.get('format')!r}", path)
@@ -196,59 +220,76 @@ def is_quantized(folder: str | Path) -> bool:
     return (Path(folder) / "quant_config.json").is_file()
 
 
+class QuantReader:
+    """A quantized checkpoint opened lazily: quant_config.json and the safetensors header are checked up front
+    (names, dtypes, shapes); `read(name, start, stop)` returns rows start:stop of one tensor."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.config = read_quant_config(self.folder)
+        self.tensors: dict[str, dict[str, Any]] = self.config["tensors"]
+        self.path = self.folder / "model.safetensors"
+        if not self.path.is_file():
+            raise EdgeportError("missing model.safetensors in quantized checkpoint", self.folder)
+        self.file = SafetensorsReader([self.path])
+        for name in self.tensors:
+            self._check(name)
+
+    def _check(self, name: str) -> None:
+        shape, fmt = tuple(self.tensors[name]["shape"]), self.tensors[name]["format"]
+
+        def want(key: str, dtypes: tuple[torch.dtype, ...], shp: tuple[int, ...], what: str) -> None:
+            if key not in self.file:
+                raise EdgeportError(f"missing tensor {key!r}", self.path)
+            if self.file.dtype(key) not in dtypes or self.file.shape(key) != shp:
+                got = f"{str(self.file.dtype(key)).removeprefix('torch.')}{list(self.file.shape(key))}"
+                raise EdgeportError(
+                    f"tensor {name!r}: {what} {got} do not match {fmt} {list(shape)}", self.path
+                )
+
+        if fmt in FLOATS:
+            want(name, (torch.float32, torch.float16, torch.bfloat16), shape, "stored")
+            return
+        f = FORMATS[fmt]
+        if len(shape) != 2 or shape[1] % BLOCK:
+            raise EdgeportError(f"tensor {name!r}: {fmt} needs 2-D rows of multiples of {BLOCK}", self.path)
+        rows, cols = shape
+        codes = (torch.int8, (rows, cols)) if f.bits == 8 else (torch.uint8, (rows, cols // 2))
+        want(f"{name}.codes", (codes[0],), codes[1], "codes")
+        for part in ("scales", "mins") if f.asymmetric else ("scales",):
+            want(f"{name}.{part}", (torch.float16,), (rows, cols // BLOCK), part)
+
+    def format(self, name: str) -> str:
+        return self.tensors[name]["format"]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.tensors[name]["shape"])
+
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> QuantTensor | np.ndarray:
+        """Rows start:stop: a QuantTensor (codes unpacked, one per byte) or a float numpy array (bf16 -> f32)."""
+        if name not in self.tensors:
+            raise EdgeportError(
+                f"missing tensor {name!r} in quant_config.json", self.folder / "quant_config.json"
+            )
+        fmt = self.format(name)
+        if fmt in FLOATS:
+            t = self.file.read(name, start, stop)
+            return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        f = FORMATS[fmt]
+        codes = self.file.read(f"{name}.codes", start, stop).numpy()
+        return QuantTensor(
+            fmt,
+            unpack_nibbles(codes) if f.bits == 4 else codes,
+            self.file.read(f"{name}.scales", start, stop).numpy(),
+            self.file.read(f"{name}.mins", start, stop).numpy() if f.asymmetric else None,
+        )
+
+
 def iter_quantized(folder: str | Path) -> Iterator[tuple[str, QuantTensor | np.ndarray]]:
     """Yield (name, QuantTensor | float numpy array) one tensor at a time, in checkpoint order, checked."""
-    folder = Path(folder)
-    qc = read_quant_config(folder)
-    path = folder / "model.safetensors"
-    if not path.is_file():
-        raise EdgeportError("missing model.safetensors in quantized checkpoint", folder)
-    try:
-        handle = safe_open(str(path), framework="pt")
-    except Exception as e:  # safetensors raises its own error types for truncated/corrupt files
-        raise EdgeportError(f"cannot read safetensors file ({e})", path) from None
-    with handle:
-        keys = set(handle.keys())
-
-        def get(key: str) -> np.ndarray:
-            if key not in keys:
-                raise EdgeportError(f"missing tensor {key!r}", path)
-            t = handle.get_tensor(key)
-            return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
-
-        for name, m in qc["tensors"].items():
-            shape, fmt = tuple(m["shape"]), m["format"]
-            if fmt in FLOATS:
-                t = get(name)
-                if t.shape != shape:
-                    raise EdgeportError(
-                        f"tensor {name!r} has shape {t.shape}, quant_config says {shape}", path
-                    )
-                yield name, t
-                continue
-            f = FORMATS[fmt]
-            t = QuantTensor(
-                fmt,
-                get(f"{name}.codes"),
-                get(f"{name}.scales"),
-                get(f"{name}.mins") if f.asymmetric else None,
-            )
-            want_codes = np.int8 if f.bits == 8 else np.uint8
-            if len(shape) != 2 or shape[1] % BLOCK or t.codes.shape != shape or t.codes.dtype != want_codes:
-                raise EdgeportError(
-                    f"tensor {name!r}: codes {t.codes.dtype}{list(t.codes.shape)} do not match "
-                    f"{fmt} {list(shape)}",
-                    path,
-                )
-            for part in t.arrays[1:]:
-                if part.shape != (shape[0], shape[1] // BLOCK) or part.dtype != np.float16:
-                    raise EdgeportError(
-                        f"tensor {name!r}: scales/mins must be float16 [{shape[0]}, {shape[1] // BLOCK}]",
-                        path,
-                    )
-            if f.bits == 4 and t.codes.size and int(t.codes.max()) > 15:
-                raise EdgeportError(f"tensor {name!r}: 4-bit codes above 15", path)
-            yield name, t
+    reader = QuantReader(folder)
+    for name in reader.tensors:
+        yield name, reader.read(name)
 
 
 def load_quantized(folder: str | Path) -> dict[str, QuantTensor | np.ndarray]:

@@ -286,7 +286,7 @@ def test_rtn_checkpoint_round_trip(ckpts: dict[str, Path], tmp_path: Path) -> No
     qc = read_quant_config(out)
     assert (qc["format"], qc["version"], qc["scheme"], qc["method"], qc["block_size"]) == (
         "edgeport-quant",
-        1,
+        2,
         "q4_0",
         "rtn",
         32,
@@ -330,6 +330,44 @@ def test_rtn_checkpoint_round_trip(ckpts: dict[str, Path], tmp_path: Path) -> No
         ref, got = load_model(src)(ids), load_quantized_model(out)(ids)
     kl, top1 = _kl_top1(ref, got)
     assert 0 < kl < 0.5 and top1 > 0.5, (kl, top1)
+
+
+def test_4bit_codes_are_stored_two_per_byte(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """q4_0 / q4_1 folders pack two codes per byte (MatMulNBits order), so a q4 folder is about half a q8_0
+    one; the reader gives back exactly RTN's codes, whole or by row range. A version-1 folder is refused."""
+    from edgeport.checkpoint import iter_tensors
+    from edgeport.quantize import quantize_checkpoint
+    from edgeport.tensorfile import SafetensorsReader
+    from quant.checkpoint import QuantReader, unpack_nibbles
+
+    src = ckpts["block"]
+    w = {n: t.numpy() for n, t in iter_tensors(src, torch.float32)}
+    sizes = {}
+    for scheme in ("q8_0", "q4_0", "q4_1"):
+        out = quantize_checkpoint(src, tmp_path / scheme, scheme=scheme, progress=False)
+        sizes[scheme] = (out / "model.safetensors").stat().st_size
+        raw = SafetensorsReader([out / "model.safetensors"])
+        name = "model.layers.0.mlp.up_proj.weight"
+        rows, cols = w[name].shape
+        want = FORMATS[scheme].quantize(w[name])
+        if scheme == "q8_0":
+            assert raw.dtype(f"{name}.codes") == torch.int8 and raw.shape(f"{name}.codes") == (rows, cols)
+            continue
+        packed = raw.read(f"{name}.codes").numpy()
+        assert packed.dtype == np.uint8 and packed.shape == (rows, cols // 2)
+        np.testing.assert_array_equal(packed, want[0][:, 0::2] | (want[0][:, 1::2] << 4))
+        np.testing.assert_array_equal(unpack_nibbles(packed), want[0])
+        q = QuantReader(out)
+        part = q.read(name, 5, 9)
+        assert isinstance(part, QuantTensor) and part.format == scheme
+        for got, exp in zip(part.arrays, want, strict=True):
+            np.testing.assert_array_equal(got, exp[5:9])
+    # the embedding (tied output layer) is q8_0 under every scheme; the rest halves its code bytes
+    assert sizes["q4_0"] < 0.7 * sizes["q8_0"], sizes
+    qc = json.loads((tmp_path / "q4_0" / "quant_config.json").read_text())
+    (tmp_path / "q4_0" / "quant_config.json").write_text(json.dumps({**qc, "version": 1}))
+    with pytest.raises(EdgeportError, match="unsupported version 1.*quantize the float checkpoint again"):
+        QuantReader(tmp_path / "q4_0")
 
 
 def test_gptq_checkpoint_lowers_kl_and_handles_untied(ckpts: dict[str, Path], tmp_path: Path) -> None:

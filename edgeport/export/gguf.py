@@ -300,41 +300,36 @@ def _ordered(shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, tuple[int, .
 def plan_quantized(folder: Path, cfg: YoutuConfig) -> tuple[list[Planned], str]:
     """Plan a quantized checkpoint (docs/QUANT_FORMAT.md): block tensors are packed from their stored codes and
     fp16 scales (no rounding again); float tensors keep their stored dtype. Returns (plan, file type)."""
-    from quant.checkpoint import read_quant_config
-    from quant.formats import FORMATS
+    from quant.checkpoint import QuantReader, QuantTensor
 
-    qc = read_quant_config(folder)
-    w = Weights([folder / "model.safetensors"])
+    q = QuantReader(folder)  # checks quant_config.json against the safetensors header, reads row ranges
+    qc, meta = q.config, q.tensors
     shapes = split_shapes(cfg)
-    meta = qc["tensors"]
     for name in shapes:
         if name not in meta:
             raise EdgeportError(f"missing tensor {name!r} in quant_config.json", folder / "quant_config.json")
 
     def rows(name: str, fmt: str) -> Callable[[], Iterator[np.ndarray]]:
-        parts = ("codes", "scales", "mins") if fmt == "q4_1" else ("codes", "scales")
-        keys = [name] if fmt not in FORMATS else [f"{name}.{p}" for p in parts]
         want = (
             (shapes[name][0] * shapes[name][1], shapes[name][2]) if len(shapes[name]) == 3 else shapes[name]
         )
-        for k in keys:
-            if k not in w.index:
-                raise EdgeportError(f"missing tensor {k!r}", folder / "model.safetensors")
-        if w.shape(keys[0]) != want:
+        if q.shape(name) != want:
             raise EdgeportError(
-                f"tensor {keys[0]!r} has shape {w.shape(keys[0])}, config.json implies {want}",
-                folder / "model.safetensors",
+                f"tensor {name!r} has shape {q.shape(name)}, config.json implies {want}",
+                folder / "quant_config.json",
             )
 
         def encode(
             a: int | None = None, b: int | None = None, order: torch.Tensor | None = None
         ) -> np.ndarray:
-            arrays = [w.read(k, a or 0, b) for k in keys]
+            t = q.read(name, a or 0, b)
+            if isinstance(t, np.ndarray):
+                return encode_float(
+                    torch.from_numpy(t if order is None else t[order.numpy()]), ggml_type(fmt)
+                )
             if order is not None:
-                arrays = [x[order] for x in arrays]
-            if fmt not in FORMATS:
-                return encode_float(arrays[0], ggml_type(fmt))
-            return FORMATS[fmt].pack_gguf(*(x.numpy() for x in arrays))
+                t = QuantTensor(t.format, *(x[order.numpy()] for x in t.arrays))
+            return t.pack_gguf()
 
         def gen() -> Iterator[np.ndarray]:
             order = rope_row_order(cfg, name, want[0])
