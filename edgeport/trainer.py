@@ -236,6 +236,22 @@ def find_checkpoint(out: Path) -> Path | None:
     return None
 
 
+def load_state(path: Path) -> dict[str, Any]:
+    """The trainer state of a checkpoint, loaded with weights_only=True: a run folder someone else made cannot
+    run code here (a pickled call is refused with one line, never executed)."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        raise EdgeportError(
+            f"cannot read trainer state ({str(e).splitlines()[0][:100]}); a state file from an older edgeport "
+            "or from elsewhere is not loaded (it could run code)",
+            path,
+        ) from None
+    if not isinstance(state, dict) or not {"step", "optimizer", "rng", "history"} <= set(state):
+        raise EdgeportError("cannot read trainer state (not an edgeport trainer state)", path)
+    return state
+
+
 def _rng_state() -> dict[str, Any]:
     # numpy's state as plain ints, so the state file loads with torch.load(weights_only=True) (no pickle)
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -368,6 +384,7 @@ def train(
     ckpt = find_checkpoint(out) if cfg.resume else None
     if cfg.resume and ckpt is None:
         raise EdgeportError("nothing to resume: no checkpoint with trainer state in this folder", out)
+    state = None if ckpt is None else load_state(ckpt / STATE_FILE)  # before any work
     if not cfg.resume and not any((out / m).exists() for m in ("log.jsonl", "checkpoint", "data")):
         check_out(out, folder=True)  # a new run never writes into a folder it did not make
     if cfg.init and not (Path(cfg.init) / "config.json").is_file():
@@ -426,15 +443,7 @@ def train(
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2), eps=1e-8)
 
     start, history = 0, []
-    if ckpt is not None:
-        try:  # weights_only: a run folder made by someone else cannot run code here (no pickle)
-            state = torch.load(ckpt / STATE_FILE, weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-            raise EdgeportError(
-                f"cannot read trainer state ({str(e).splitlines()[0][:120]}); an older edgeport's or a foreign "
-                "state file is not loaded (it could run code)",
-                ckpt / STATE_FILE,
-            ) from None
+    if state is not None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
         opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=False)
