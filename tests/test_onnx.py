@@ -270,3 +270,28 @@ def test_ort_int4_agrees_with_llama_cpp_q4_0(block, tmp_path):
     kl, top1 = _kl_top1(a, b)
     # both quantize activations to int8 per block (different kernels), so agreement is close, not bitwise
     assert kl < 5e-4 and top1 == 1.0, (kl, top1, np.abs(a - ref).max(), np.abs(b - ref).max())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int4"])
+def test_external_data_export_is_the_same_graph_and_bytes(block, tmp_path, monkeypatch, precision):
+    """Above EXTERNAL_DATA_BYTES the weights stay where the exporter streamed them (model.onnx.data, each
+    tensor page-aligned); the graph and every tensor's bytes equal the self-contained export's."""
+    import edgeport.export.onnx as onnx_export
+
+    ckpt, _ = block
+    inline = export_onnx(ckpt, tmp_path / "inline", precision, mobile=False, progress=False)
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)
+    ext = export_onnx(ckpt, tmp_path / "ext", precision, mobile=False, progress=False)
+    assert not (inline / "model.onnx.data").exists() and (ext / "model.onnx.data").is_file()
+    a = onnx.load(str(inline / "model.onnx"))
+    b = onnx.load(str(ext / "model.onnx"), load_external_data=False)
+    external = [t for t in b.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert external and all(
+        int(e.value) % 4096 == 0 for t in external for e in t.external_data if e.key == "offset"
+    )
+    onnx.load_external_data_for_model(b, str(ext))
+    for t in b.graph.initializer:
+        t.ClearField("external_data")
+        t.ClearField("data_location")
+    assert b.SerializeToString() == a.SerializeToString()
+    np.testing.assert_array_equal(OrtCpu(ext).logits(PROMPT), OrtCpu(inline).logits(PROMPT))

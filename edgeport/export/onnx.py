@@ -33,9 +33,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import onnx
@@ -43,21 +44,30 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeport.checkpoint import TOKENIZER_FILES, load_config
 from edgeport.errors import EdgeportError
-from edgeport.io import atomic_dir
+from edgeport.inputs import check_tokenizer_folder
+from edgeport.io import atomic_dir, check_out
 from edgeport.model import YoutuConfig, rope_cos_sin
-from quant.checkpoint import QuantTensor, is_quantized, iter_quantized, quant_names, read_quant_config
-from quant.policy import onnx_precision
+from edgeport.tensorfile import SafetensorsReader, checkpoint_reader
+from quant.checkpoint import QuantReader, QuantTensor, is_quantized, quant_names, read_quant_config
+from quant.formats import FORMATS
+from quant.policy import SCHEMES, onnx_precision
 
 OPSET = 23
 MLA_DOMAIN = "edgeport.mla"
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 BLOCK = 32
-EXTERNAL_DATA_BYTES = 1_500_000_000  # above this many initializer bytes, weights go to model.onnx.data
+# Weights always stream to model.onnx.data while the graph is built; a model with at most this many initializer
+# bytes (the default model has 4.5 MiB) gets them back inside one self-contained model.onnx. onnxruntime-genai's
+# own builder always writes external data; 16 MiB keeps that read-back small.
+EXTERNAL_DATA_BYTES = 16 * 2**20
+INLINE_MAX_BYTES = 1024  # smaller initializers (shape constants, tiny norms) stay in model.onnx regardless
+ALIGN = 4096  # external tensors start page-aligned, so onnxruntime can map them instead of copying
+CHUNK_BYTES = 8 * 2**20  # float32 bytes of a tensor read / converted / packed at a time
 ORT_FORMAT_MAX_BYTES = 1_900_000_000  # .ort is one flatbuffer (2 GiB limit, no external data)
 NEG = -3.0e38  # masked score (finite, so a fully masked row gives a uniform softmax instead of NaN)
 
 
-# ---- weights ------------------------------------------------------------------------------------
+# ---- weights: read from disk when the graph builder asks for them --------------------------------
 Weight = np.ndarray | QuantTensor  # float [N, K] (HF layout) or quant/'s block codes
 
 
@@ -69,71 +79,122 @@ def _float(w: Weight) -> np.ndarray:
     return w.dequantize().astype(np.float32) if _is_q(w) else np.asarray(w, dtype=np.float32)
 
 
-def load_weights(
-    folder: str | Path, precision: str, progress: bool = True
-) -> tuple[YoutuConfig, dict[str, Weight]]:
-    """(config, weights by quantized-checkpoint name: HF names with kv_b_proj as its k_b / v_b halves).
+class Weights:
+    """A checkpoint's tensors by quantized-checkpoint name (HF names, kv_b_proj as its k_b / v_b halves), read
+    from disk only when the graph builder asks for one, whole or in row chunks: the exporter holds one tensor
+    (one chunk of a vocab-sized one) at a time, never the model.
 
     A quantized checkpoint exported as int4/int8 keeps its codes; as fp32/fp16 it is dequantized. A float
-    checkpoint exported as int4/int8 is first rounded by `edgeport quantize`'s RTN path (q4_0 / q8_0)."""
-    folder = Path(folder)
-    cfg = load_config(folder)
-    if is_quantized(folder):
-        scheme = read_quant_config(folder).get("scheme", "?")
-        weights = dict(iter_quantized(folder))
-        if precision in ("fp32", "fp16"):
-            weights = {k: _float(v) for k, v in weights.items()}
-        elif precision != onnx_precision(scheme):
-            raise EdgeportError(
-                f"checkpoint is quantized with scheme {scheme}; export it as "
-                f"{onnx_precision(scheme)} (or fp32/fp16, dequantized), not {precision}",
-                folder,
+    checkpoint exported as int4/int8 is first rounded by `edgeport quantize`'s RTN path (q4_0 / q8_0) into
+    `tmp` (streamed there tensor by tensor), then read like any quantized checkpoint."""
+
+    def __init__(self, folder: Path, precision: str, tmp: Path, progress: bool = True) -> None:
+        self.cfg = load_config(folder)
+        self.quant: QuantReader | None = None
+        self.hf: SafetensorsReader | None = None
+        self.dequantize = precision in ("fp32", "fp16")
+        if is_quantized(folder):
+            scheme = read_quant_config(folder).get("scheme")
+            want = onnx_precision(scheme) if scheme in SCHEMES else "?"
+            if not self.dequantize and precision != want:
+                raise EdgeportError(
+                    f"checkpoint is quantized with scheme {scheme}; export it as "
+                    f"{want} (or fp32/fp16, dequantized), not {precision}",
+                    folder,
+                )
+            self.quant = QuantReader(folder)
+        elif not self.dequantize:
+            from edgeport.quantize import quantize_checkpoint
+
+            scheme = "q4_0" if precision == "int4" else "q8_0"
+            self.quant = QuantReader(quantize_checkpoint(folder, tmp, scheme, "rtn", progress=progress))
+        else:
+            self.hf = checkpoint_reader(folder)
+
+    def format(self, name: str) -> str:
+        """The block format (a quant.formats name) the exporter gets the tensor in, else "f32"."""
+        if self.quant is None or self.dequantize:
+            return "f32"
+        if name not in self.quant.tensors:
+            raise EdgeportError(f"missing tensor {name!r}", self.quant.folder)
+        return self.quant.format(name)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        if self.quant is not None:
+            if name not in self.quant.tensors:
+                raise EdgeportError(f"missing tensor {name!r}", self.quant.folder)
+            return self.quant.shape(name)
+        c = self.cfg
+        if name.endswith(".k_b"):
+            return (c.num_attention_heads * c.kv_lora_rank, c.qk_nope_head_dim)
+        if name.endswith(".v_b"):
+            return (c.num_attention_heads * c.v_head_dim, c.kv_lora_rank)
+        return self.hf.shape(name)
+
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> Weight:
+        """Rows start:stop of a tensor: block codes, or float32 (float16 when stored so by quant/)."""
+        if self.quant is not None:
+            self.shape(name)  # a missing tensor is an EdgeportError
+            t = self.quant.read(name, start, stop)
+            return _float(t) if self.dequantize else t
+        if name.endswith((".k_b", ".v_b")):  # small: split the whole kv_b_proj
+            kv_b = name[: -len("k_b")] + "kv_b_proj.weight"
+            return dict(quant_names(kv_b, self.hf.read(kv_b).float().numpy(), self.cfg))[name][start:stop]
+        return self.hf.read(name, start, stop).float().numpy()
+
+    def chunks(self, name: str) -> Iterator[Weight]:
+        """The tensor in row chunks of about CHUNK_BYTES as float32 (one chunk for most tensors)."""
+        shape = self.shape(name)
+        step = max(1, CHUNK_BYTES // (4 * int(np.prod(shape[1:]))))
+        for a in range(0, shape[0], step):
+            yield self.read(name, a, min(a + step, shape[0]))
+
+
+def _nbits_inputs(b: Builder, name: str, w: Weights, key: str) -> tuple[list[str], int]:
+    """MatMulNBits inputs (B, scales[, zero_points]) of tensor `key` from quant's packer, and bits; packed and
+    written row chunk by row chunk (one pass per input, so only one chunk is ever in memory)."""
+    f = FORMATS[w.format(key)]
+    n, k = w.shape(key)
+    nb = k // BLOCK
+    ins = [
+        b.init_rows(
+            f"{name}.qweight",
+            np.uint8,
+            (n, nb, BLOCK * f.bits // 8),
+            (t.pack_matmulnbits()[0] for t in w.chunks(key)),
+        ),
+        b.init_rows(
+            f"{name}.scales", np.float32, (n * nb,), (t.pack_matmulnbits()[1] for t in w.chunks(key))
+        ),
+    ]
+    if f.asymmetric:
+        ins.append(
+            b.init_rows(
+                f"{name}.zero_points", np.float32, (n * nb,), (t.pack_matmulnbits()[2] for t in w.chunks(key))
             )
-    elif precision in ("int8", "int4"):
-        from edgeport.quantize import quantize_checkpoint
-
-        with tempfile.TemporaryDirectory(prefix="edgeport-onnx-q-") as tmp:
-            qdir = quantize_checkpoint(
-                folder,
-                Path(tmp) / "q",
-                scheme="q4_0" if precision == "int4" else "q8_0",
-                method="rtn",
-                progress=progress,
-            )
-            weights = dict(iter_quantized(qdir))
-    else:
-        import torch
-
-        from edgeport.checkpoint import iter_tensors
-
-        weights = {}
-        for name, t in iter_tensors(folder, torch.float32):
-            weights.update(quant_names(name, t.numpy(), cfg))
-    if cfg.tie_word_embeddings:
-        weights.pop("lm_head.weight", None)
-    return cfg, weights
-
-
-def _nbits_inputs(b: Builder, name: str, w: QuantTensor) -> tuple[list[str], int]:
-    """MatMulNBits inputs (B, scales[, zero_points]) from quant's packer, and bits."""
-    qb, qs, zp = w.pack_matmulnbits()
-    ins = [b.init(f"{name}.qweight", qb), b.init(f"{name}.scales", qs)]
-    if zp is not None:
-        ins.append(b.init(f"{name}.zero_points", zp))
-    return ins, w.fmt.bits
+        )
+    return ins, f.bits
 
 
 # ---- graph building -----------------------------------------------------------------------------
 class Builder:
-    """Collects nodes and initializers with unique names."""
+    """Collects nodes and initializers with unique names.
 
-    def __init__(self, fp16: bool = False, accuracy_level: int = 4) -> None:
+    Every initializer of INLINE_MAX_BYTES or more is written to `data_path` (model.onnx.data) as it is made,
+    chunk by chunk, and its proto only points there: the graph is built from shapes and the process never holds
+    the weights (a protobuf cannot be written in pieces, so a big model's weights must be external). `finish`
+    reads them back into the protos when they total at most EXTERNAL_DATA_BYTES, so a small model stays one
+    self-contained model.onnx, byte for byte what onnx.save_model writes for the same in-memory model."""
+
+    def __init__(self, fp16: bool = False, accuracy_level: int = 4, data_path: Path | None = None) -> None:
         self.accuracy_level = accuracy_level
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[TensorProto] = []
         self.fp16 = fp16
         self.bytes = 0
         self._n = 0
+        self.data_path = data_path
+        self.data: BinaryIO | None = open(data_path, "wb") if data_path else None  # noqa: SIM115 - finish()
 
     def name(self, base: str) -> str:
         self._n += 1
@@ -155,25 +216,74 @@ class Builder:
         return outs[0] if len(outs) == 1 else outs
 
     def init(self, name: str, arr: np.ndarray) -> str:
-        t = numpy_helper.from_array(np.ascontiguousarray(arr), name)
+        return self.init_rows(name, arr.dtype, arr.shape, [arr])
+
+    def init_rows(self, name: str, dtype: Any, shape: tuple[int, ...], parts: Iterable[np.ndarray]) -> str:
+        """An initializer given as row chunks in order (each converted to `dtype`)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        self.bytes += nbytes
+        if self.data is None or nbytes < INLINE_MAX_BYTES:
+            arrays = [np.asarray(p, dtype) for p in parts]
+            arr = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr).reshape(shape), name))
+            return name
+        t = TensorProto(name=name, dims=shape, data_type=helper.np_dtype_to_tensor_dtype(dtype))
+        if self._external(t, (np.ascontiguousarray(p, dtype) for p in parts)) != nbytes:
+            raise AssertionError(f"initializer {name}: chunks do not add up to {shape}")
         self.inits.append(t)
-        self.bytes += arr.nbytes
         return name
+
+    def _external(self, t: TensorProto, parts: Iterable[np.ndarray]) -> int:
+        """Append parts to model.onnx.data at a page-aligned offset (so onnxruntime can map it) and point t there."""
+        assert self.data is not None
+        self.data.write(b"\0" * (-self.data.tell() % ALIGN))
+        offset = self.data.tell()
+        for p in parts:
+            self.data.write(p.reshape(-1).view(np.uint8).data)
+        length = self.data.tell() - offset
+        t.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", self.data_path.name), ("offset", offset), ("length", length)):
+            entry = t.external_data.add()
+            entry.key, entry.value = key, str(value)
+        return length
+
+    def finish(self) -> bool:
+        """Close model.onnx.data; if all initializers total at most EXTERNAL_DATA_BYTES, move them back into
+        their protos (the same fields numpy_helper.from_array sets) and delete the file. True: external."""
+        if self.data is None or self.data.closed:
+            return False
+        self.data.close()
+        if self.bytes > EXTERNAL_DATA_BYTES:
+            return True
+        with open(self.data_path, "rb") as f:
+            for t in self.inits:
+                if t.data_location == TensorProto.EXTERNAL:
+                    where = {e.key: int(e.value) for e in t.external_data if e.key in ("offset", "length")}
+                    f.seek(where["offset"])
+                    t.raw_data = f.read(where["length"])
+                    t.ClearField("external_data")
+                    t.ClearField("data_location")
+        self.data_path.unlink()
+        return False
 
     def const(self, values: list[int] | np.ndarray, dtype: Any = np.int64) -> str:
         return self.init(self.name("const"), np.asarray(values, dtype=dtype))
 
     def float_weight(self, name: str, arr: np.ndarray) -> str:
         """A float initializer; in fp16 mode stored as fp16 and cast (constant-folded by ORT at load)."""
-        if not self.fp16:
-            return self.init(name, arr.astype(np.float32))
-        return self.op("Cast", [self.init(name, arr.astype(np.float16))], to=TensorProto.FLOAT)
+        return self.float_rows(name, arr.shape, [arr])
 
-    def linear(self, x: str, name: str, w: Weight) -> str:
-        """y = x @ W^T for W [N, K] (HF layout)."""
-        if _is_q(w):
-            n, k = w.shape
-            ins, bits = _nbits_inputs(self, name, w)
+    def float_rows(self, name: str, shape: tuple[int, ...], parts: Iterable[np.ndarray]) -> str:
+        if not self.fp16:
+            return self.init_rows(name, np.float32, shape, parts)
+        return self.op("Cast", [self.init_rows(name, np.float16, shape, parts)], to=TensorProto.FLOAT)
+
+    def linear(self, x: str, name: str, w: Weights, key: str) -> str:
+        """y = x @ W^T for tensor `key` W [N, K] (HF layout)."""
+        if w.format(key) in FORMATS:
+            n, k = w.shape(key)
+            ins, bits = _nbits_inputs(self, name, w, key)
             return self.op(
                 "MatMulNBits",
                 [x, *ins],
@@ -185,7 +295,9 @@ class Builder:
                 block_size=BLOCK,
                 accuracy_level=self.accuracy_level,
             )
-        return self.op("MatMul", [x, self.float_weight(name, np.ascontiguousarray(w.T))], name=name)
+        return self.op(
+            "MatMul", [x, self.float_weight(name, np.ascontiguousarray(_float(w.read(key)).T))], name=name
+        )
 
     def rms(self, x: str, name: str, gamma: np.ndarray, eps: float) -> str:
         return self.op(
@@ -338,18 +450,54 @@ def latent_halves(cfg: YoutuConfig) -> tuple[int, int]:
     return (cfg.latent_dim + pad) // 2, pad
 
 
-def build_graph(
-    cfg: YoutuConfig,
-    weights: dict[str, Weight],
-    precision: str,
-    progress: bool = True,
-    accuracy_level: int = 4,
-    mla_nbits: bool = True,
-) -> onnx.ModelProto:
-    """The decoder ModelProto (genai I/O names) for `weights` (HF names, kv_b as k_b/v_b halves)."""
-    from tqdm import tqdm
+# ---- the decoder, builder by builder (the onnxruntime-genai builder's make_embedding / make_layer ->
+# make_attention + make_mlp / make_head / make_io); each reads its weights from `w` as it needs them
+@dataclass
+class Embedding:
+    """What the output layer needs to know of the embedding: its float value name, or (tied and quantized)
+    the GatherBlockQuantized initializers that MatMulNBits reads again."""
 
-    b = Builder(fp16=precision == "fp16", accuracy_level=accuracy_level)
+    name: str
+    value: str = ""  # float embedding table [V, D] (after the fp16 Cast)
+    qweight: str = ""
+    scales: str = ""
+    bits: int = 0
+    shape: tuple[int, ...] = ()
+
+
+def make_embedding(b: Builder, w: Weights) -> tuple[str, Embedding]:
+    """x = embed(input_ids). A quantized (symmetric) embedding gathers the same codes the tied lm_head
+    multiplies; everything is written in row chunks (the embedding is the largest tensor)."""
+    name = "model.embed_tokens.weight"
+    shape, fmt = w.shape(name), w.format(name)
+    if (
+        fmt in FORMATS and not FORMATS[fmt].asymmetric
+    ):  # GatherBlockQuantized takes only the implicit zero point
+        (qb, qs), bits = _nbits_inputs(b, "model.embed_tokens", w, name)
+        v, nb = shape[0], shape[1] // BLOCK
+        # one copy of the codes, in MatMulNBits' [V, D/32, blob] layout; GatherBlockQuantized reads each
+        # [v, j, :] row as one block of 32 along axis 2, so it takes the scales as [V, D/32, 1]
+        x = b.op(
+            "GatherBlockQuantized",
+            [qb, "input_ids", b.op("Reshape", [qs, b.const([v, nb, 1])])],
+            domain="com.microsoft",
+            name="embed",
+            gather_axis=0,
+            quantize_axis=2,
+            block_size=BLOCK,
+            bits=bits,
+        )
+        x = b.op("Reshape", [x, b.const([0, 0, -1])])  # [B, S, D/32, 32] -> [B, S, D]
+        return x, Embedding(name, qweight=qb, scales=qs, bits=bits, shape=shape)
+    value = b.float_rows(name, shape, (_float(t) for t in w.chunks(name)))
+    return b.op("Gather", [value, "input_ids"], name="embed"), Embedding(name, value=value, shape=shape)
+
+
+def make_attention(
+    b: Builder, w: Weights, cfg: YoutuConfig, i: int, h: str, rope: tuple[str, str], uk: Any, uv: Any
+) -> str:
+    """Layer i's attention on the normed hidden state h: q (low-rank, rms), the new latent [rms(latent) |
+    rope(k_rope)], the LatentAttention function node against the latent cache, o_proj. Returns o_proj's out."""
     H, dn, dr, dv, r = (
         cfg.num_attention_heads,
         cfg.qk_nope_head_dim,
@@ -357,199 +505,162 @@ def build_graph(
         cfg.v_head_dim,
         cfg.kv_lora_rank,
     )
-    half, pad = latent_halves(cfg)
-    nL = cfg.num_hidden_layers
-
-    def head_nbits(kind: str, K: int, N: int) -> HeadNBits | None:
-        """W_UK / W_UV go into the attention function as per-head MatMulNBits when every layer's k_b / v_b
-        is symmetric block codes of one bit width; otherwise as float (exactly the dequantized values)."""
-        ws = [weights.get(f"model.layers.{i}.self_attn.{kind}") for i in range(nL)]
-        bits = {w.fmt.bits if _is_q(w) and w.mins is None else 0 for w in ws}
-        if not mla_nbits or len(bits) != 1 or 0 in bits:
-            return None
-        return HeadNBits(H, K, N, bits.pop(), accuracy_level)
-
-    uk, uv = head_nbits("k_b", dn, r), head_nbits("v_b", r, dv)
-
-    def W(name: str) -> Weight:
-        if name not in weights:
-            raise EdgeportError(f"missing tensor {name!r}")
-        return weights.pop(name)  # popped: each weight's source arrays can be freed once packed
-
-    def F(name: str) -> np.ndarray:
-        return _float(W(name))
-
-    # rotary tables, [max_pos, dr/2], exactly edgeport.model.rope_cos_sin
-    import torch
-
-    cos, sin = rope_cos_sin(torch.arange(cfg.max_position_embeddings), dr, cfg.rope_theta)
-    cos_c = b.float_weight("rope.cos", cos.numpy())
-    sin_c = b.float_weight("rope.sin", sin.numpy())
+    _, pad = latent_halves(cfg)
+    cos_c, sin_c = rope
     interleaved = int(bool(cfg.rope_interleave))
-
-    # embedding (quantized embedding gathers the same codes that the tied lm_head multiplies)
-    emb = W("model.embed_tokens.weight")
-    emb_q = _is_q(emb) and emb.mins is None  # GatherBlockQuantized takes only the implicit zero point
-    if emb_q:
-        qb, qs, _ = emb.pack_matmulnbits()
-        # one copy of the codes, in MatMulNBits' [V, D/32, blob] layout; GatherBlockQuantized reads each
-        # [v, j, :] row as one block of 32 along axis 2, so it takes the scales as [V, D/32, 1]
-        emb_b = b.init("model.embed_tokens.qweight", qb)
-        emb_s = b.init("model.embed_tokens.scales", qs)
-        x = b.op(
-            "GatherBlockQuantized",
-            [emb_b, "input_ids", b.op("Reshape", [emb_s, b.const([qb.shape[0], qb.shape[1], 1])])],
-            domain="com.microsoft",
-            name="embed",
-            gather_axis=0,
-            quantize_axis=2,
-            block_size=BLOCK,
-            bits=emb.fmt.bits,
-        )
-        x = b.op("Reshape", [x, b.const([0, 0, -1])])  # [B, S, D/32, 32] -> [B, S, D]
+    a = f"model.layers.{i}.self_attn"
+    if cfg.q_lora_rank is None:
+        q = b.linear(h, f"{a}.q_proj", w, f"{a}.q_proj.weight")
     else:
-        emb = _float(emb)
-        x = b.op("Gather", [b.float_weight("model.embed_tokens.weight", emb), "input_ids"], name="embed")
+        q = b.linear(h, f"{a}.q_a_proj", w, f"{a}.q_a_proj.weight")
+        q = b.rms(q, f"{a}.q_a_layernorm", _float(w.read(f"{a}.q_a_layernorm.weight")), 1e-6)
+        q = b.linear(q, f"{a}.q_b_proj", w, f"{a}.q_b_proj.weight")
+    q = b.op("Reshape", [q, b.const([0, 0, H, dn + dr])])
+    q = b.op("Transpose", [q], perm=[0, 2, 1, 3])  # [B,H,S,dn+dr]
+    q_nope, q_rope = b.op("Split", [q, b.const([dn, dr])], n_out=2, axis=-1)
+    q_rope = b.op(
+        "RotaryEmbedding",
+        [q_rope, "position_ids", cos_c, sin_c],
+        domain="com.microsoft",
+        name=f"{a}.q_rope",
+        interleaved=interleaved,
+    )
+    ckv = b.linear(h, f"{a}.kv_a_proj_with_mqa", w, f"{a}.kv_a_proj_with_mqa.weight")
+    latent, k_rope = b.op("Split", [ckv, b.const([r, dr])], n_out=2, axis=-1)
+    latent = b.rms(latent, f"{a}.kv_a_layernorm", _float(w.read(f"{a}.kv_a_layernorm.weight")), 1e-6)
+    k_rope = b.op(
+        "RotaryEmbedding",
+        [k_rope, "position_ids", cos_c, sin_c],
+        domain="com.microsoft",
+        name=f"{a}.k_rope",
+        interleaved=interleaved,
+        num_heads=1,
+        rotary_embedding_dim=dr,
+    )
+    kv_new = b.op("Concat", [latent, k_rope], axis=-1)
+    if uk is None:
+        w_uk = [b.float_weight(f"{a}.w_uk", _float(w.read(f"{a}.k_b")).reshape(H, r, dn).transpose(0, 2, 1))]
+    else:
+        w_uk = _nbits_inputs(b, f"{a}.k_b", w, f"{a}.k_b")[0]
+    if uv is None:
+        w_uv = [b.float_weight(f"{a}.w_uv", _float(w.read(f"{a}.v_b")).reshape(H, dv, r).transpose(0, 2, 1))]
+    else:
+        w_uv = _nbits_inputs(b, f"{a}.v_b", w, f"{a}.v_b")[0]
+    attn, _, _ = b.op(
+        "LatentAttention",
+        [
+            q_nope,
+            q_rope,
+            kv_new,
+            f"past_key_values.{i}.key",
+            f"past_key_values.{i}.value",
+            "attention_mask",
+            *w_uk,
+            *w_uv,
+        ],
+        domain=MLA_DOMAIN,
+        name=f"{a}.latent_attention",
+        outputs=[f"{a}.attn", f"present.{i}.key", f"present.{i}.value"],
+        scale=float(cfg.softmax_scale),
+        kv_lora_rank=r,
+        latent_pad=pad,
+        num_heads=H,
+        rope_dim=dr,
+        v_head_dim=dv,
+    )
+    return b.linear(attn, f"{a}.o_proj", w, f"{a}.o_proj.weight")
 
-    residual, h, delta = x, None, ""
-    eps = cfg.rms_norm_eps
-    for i in tqdm(
-        range(nL), desc="onnx graph", unit="layer", disable=None if progress else True, leave=False
-    ):
-        p = f"model.layers.{i}"
-        ln_in = F(f"{p}.input_layernorm.weight")
-        if i == 0:
-            h = b.rms(residual, f"{p}.input_layernorm", ln_in, eps)
-        else:
-            h, _, _, residual = b.op(
-                "SkipSimplifiedLayerNormalization",
-                [residual, delta, b.float_weight(f"{p}.input_layernorm.weight", ln_in)],
-                n_out=4,
-                domain="com.microsoft",
-                name=f"{p}.input_layernorm",
-                epsilon=eps,
-            )
-        a = f"{p}.self_attn"
-        if cfg.q_lora_rank is None:
-            q = b.linear(h, f"{a}.q_proj", W(f"{a}.q_proj.weight"))
-        else:
-            q = b.linear(h, f"{a}.q_a_proj", W(f"{a}.q_a_proj.weight"))
-            q = b.rms(q, f"{a}.q_a_layernorm", F(f"{a}.q_a_layernorm.weight"), 1e-6)
-            q = b.linear(q, f"{a}.q_b_proj", W(f"{a}.q_b_proj.weight"))
-        q = b.op("Reshape", [q, b.const([0, 0, H, dn + dr])])
-        q = b.op("Transpose", [q], perm=[0, 2, 1, 3])  # [B,H,S,dn+dr]
-        q_nope, q_rope = b.op("Split", [q, b.const([dn, dr])], n_out=2, axis=-1)
-        q_rope = b.op(
-            "RotaryEmbedding",
-            [q_rope, "position_ids", cos_c, sin_c],
-            domain="com.microsoft",
-            name=f"{a}.q_rope",
-            interleaved=interleaved,
-        )
-        ckv = b.linear(h, f"{a}.kv_a_proj_with_mqa", W(f"{a}.kv_a_proj_with_mqa.weight"))
-        latent, k_rope = b.op("Split", [ckv, b.const([r, dr])], n_out=2, axis=-1)
-        latent = b.rms(latent, f"{a}.kv_a_layernorm", F(f"{a}.kv_a_layernorm.weight"), 1e-6)
-        k_rope = b.op(
-            "RotaryEmbedding",
-            [k_rope, "position_ids", cos_c, sin_c],
-            domain="com.microsoft",
-            name=f"{a}.k_rope",
-            interleaved=interleaved,
-            num_heads=1,
-            rotary_embedding_dim=dr,
-        )
-        kv_new = b.op("Concat", [latent, k_rope], axis=-1)
-        if uk is None:
-            w_uk = [b.float_weight(f"{a}.w_uk", _float(W(f"{a}.k_b")).reshape(H, r, dn).transpose(0, 2, 1))]
-        else:
-            w_uk = _nbits_inputs(b, f"{a}.k_b", W(f"{a}.k_b"))[0]
-        if uv is None:
-            w_uv = [b.float_weight(f"{a}.w_uv", _float(W(f"{a}.v_b")).reshape(H, dv, r).transpose(0, 2, 1))]
-        else:
-            w_uv = _nbits_inputs(b, f"{a}.v_b", W(f"{a}.v_b"))[0]
-        attn, _, _ = b.op(
-            "LatentAttention",
-            [
-                q_nope,
-                q_rope,
-                kv_new,
-                f"past_key_values.{i}.key",
-                f"past_key_values.{i}.value",
-                "attention_mask",
-                *w_uk,
-                *w_uv,
-            ],
-            domain=MLA_DOMAIN,
-            name=f"{a}.latent_attention",
-            outputs=[f"{a}.attn", f"present.{i}.key", f"present.{i}.value"],
-            scale=float(cfg.softmax_scale),
-            kv_lora_rank=r,
-            latent_pad=pad,
-            num_heads=H,
-            rope_dim=dr,
-            v_head_dim=dv,
-        )
-        delta = b.linear(attn, f"{a}.o_proj", W(f"{a}.o_proj.weight"))
-        m = f"{p}.mlp"
+
+def make_mlp(b: Builder, w: Weights, i: int, h: str) -> str:
+    """down(silu(gate(h)) * up(h))."""
+    m = f"model.layers.{i}.mlp"
+    g = b.linear(h, f"{m}.gate_proj", w, f"{m}.gate_proj.weight")
+    u = b.linear(h, f"{m}.up_proj", w, f"{m}.up_proj.weight")
+    act = b.op("Mul", [b.op("Mul", [g, b.op("Sigmoid", [g])]), u])
+    return b.linear(act, f"{m}.down_proj", w, f"{m}.down_proj.weight")
+
+
+def make_layer(
+    b: Builder,
+    w: Weights,
+    cfg: YoutuConfig,
+    i: int,
+    residual: str,
+    delta: str,
+    rope: tuple[str, str],
+    uk: Any,
+    uv: Any,
+) -> tuple[str, str]:
+    """One decoder layer; SkipSimplifiedLayerNormalization adds the previous layer's `delta` into `residual`.
+    Returns (residual, delta) for the next layer (or the final norm)."""
+    p, eps = f"model.layers.{i}", cfg.rms_norm_eps
+    ln_in = _float(w.read(f"{p}.input_layernorm.weight"))
+    if i == 0:
+        h = b.rms(residual, f"{p}.input_layernorm", ln_in, eps)
+    else:
         h, _, _, residual = b.op(
             "SkipSimplifiedLayerNormalization",
-            [
-                residual,
-                delta,
-                b.float_weight(
-                    f"{p}.post_attention_layernorm.weight", F(f"{p}.post_attention_layernorm.weight")
-                ),
-            ],
+            [residual, delta, b.float_weight(f"{p}.input_layernorm.weight", ln_in)],
             n_out=4,
             domain="com.microsoft",
-            name=f"{p}.post_attention_layernorm",
+            name=f"{p}.input_layernorm",
             epsilon=eps,
         )
-        g = b.linear(h, f"{m}.gate_proj", W(f"{m}.gate_proj.weight"))
-        u = b.linear(h, f"{m}.up_proj", W(f"{m}.up_proj.weight"))
-        act = b.op("Mul", [b.op("Mul", [g, b.op("Sigmoid", [g])]), u])
-        delta = b.linear(act, f"{m}.down_proj", W(f"{m}.down_proj.weight"))
-    h = b.op(
+    delta = make_attention(b, w, cfg, i, h, rope, uk, uv)
+    ln_post = _float(w.read(f"{p}.post_attention_layernorm.weight"))
+    h, _, _, residual = b.op(
         "SkipSimplifiedLayerNormalization",
-        [residual, delta, b.float_weight("model.norm.weight", F("model.norm.weight"))],
+        [residual, delta, b.float_weight(f"{p}.post_attention_layernorm.weight", ln_post)],
+        n_out=4,
         domain="com.microsoft",
-        name="model.norm",
+        name=f"{p}.post_attention_layernorm",
         epsilon=eps,
     )
-    lm = weights.pop("lm_head.weight", emb)
-    lm = _float(lm) if _is_q(lm) and lm is emb and not emb_q else lm
-    if lm is emb and emb_q:  # tied and quantized: MatMulNBits reads the embedding's codes (same initializers)
+    return residual, make_mlp(b, w, i, h)
+
+
+def make_head(b: Builder, w: Weights, cfg: YoutuConfig, residual: str, delta: str, emb: Embedding) -> None:
+    """Final norm and the output layer -> `logits`. A tied output layer reuses the embedding's initializers
+    (MatMulNBits on its codes, or FusedMatMul transB on the float table); an untied one is written as stored
+    [V, D] in row chunks (float: FusedMatMul transB), so no vocab-sized matrix is ever transposed in memory."""
+    h = b.op(
+        "SkipSimplifiedLayerNormalization",
+        [residual, delta, b.float_weight("model.norm.weight", _float(w.read("model.norm.weight")))],
+        domain="com.microsoft",
+        name="model.norm",
+        epsilon=cfg.rms_norm_eps,
+    )
+    if cfg.tie_word_embeddings and emb.qweight:
         b.op(
             "MatMulNBits",
-            [h, emb_b, emb_s],
+            [h, emb.qweight, emb.scales],
             domain="com.microsoft",
             name="lm_head",
             outputs=["logits"],
             K=emb.shape[1],
             N=emb.shape[0],
-            bits=emb.fmt.bits,
+            bits=emb.bits,
             block_size=BLOCK,
             accuracy_level=b.accuracy_level,
         )
-    elif _is_q(lm):
-        b.nodes.append(helper.make_node("Identity", [b.linear(h, "lm_head", lm)], ["logits"]))
-    elif lm is emb and not b.fp16:  # tied float: multiply by the embedding table transposed, no second copy
-        b.op(
-            "FusedMatMul",
-            [h, "model.embed_tokens.weight"],
-            domain="com.microsoft",
-            name="lm_head",
-            outputs=["logits"],
-            transB=1,
+        return
+    if cfg.tie_word_embeddings:
+        value = emb.value
+    elif w.format("lm_head.weight") in FORMATS:
+        b.nodes.append(
+            helper.make_node("Identity", [b.linear(h, "lm_head", w, "lm_head.weight")], ["logits"])
         )
+        return
     else:
-        b.op(
-            "MatMul",
-            [h, b.float_weight("lm_head.weight", np.ascontiguousarray(np.asarray(lm, np.float32).T))],
-            name="lm_head",
-            outputs=["logits"],
+        value = b.float_rows(
+            "lm_head.weight", w.shape("lm_head.weight"), (_float(t) for t in w.chunks("lm_head.weight"))
         )
+    b.op("FusedMatMul", [h, value], domain="com.microsoft", name="lm_head", outputs=["logits"], transB=1)
 
+
+def make_io(cfg: YoutuConfig) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
+    """The genai decoder inputs / outputs: ids, mask, positions, logits and the latent cache halves."""
+    half, _ = latent_halves(cfg)
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     inputs = [
         helper.make_tensor_value_info("input_ids", i64, ["batch_size", "sequence_length"]),
@@ -559,7 +670,7 @@ def build_graph(
     outputs = [
         helper.make_tensor_value_info("logits", f32, ["batch_size", "sequence_length", cfg.vocab_size])
     ]
-    for i in range(nL):
+    for i in range(cfg.num_hidden_layers):
         for kind in ("key", "value"):
             inputs.append(
                 helper.make_tensor_value_info(
@@ -571,6 +682,52 @@ def build_graph(
                     f"present.{i}.{kind}", f32, ["batch_size", 1, "total_sequence_length", half]
                 )
             )
+    return inputs, outputs
+
+
+def build_graph(
+    b: Builder,
+    w: Weights,
+    precision: str,
+    progress: bool = True,
+    mla_nbits: bool = True,
+) -> onnx.ModelProto:
+    """The decoder ModelProto (genai I/O names); initializers go through `b` as each builder reads them."""
+    from tqdm import tqdm
+
+    cfg = w.cfg
+    H, dn, dv, r = cfg.num_attention_heads, cfg.qk_nope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank
+    _, pad = latent_halves(cfg)
+    nL = cfg.num_hidden_layers
+
+    def head_nbits(kind: str, K: int, N: int) -> HeadNBits | None:
+        """W_UK / W_UV go into the attention function as per-head MatMulNBits when every layer's k_b / v_b
+        is symmetric block codes of one bit width; otherwise as float (exactly the dequantized values)."""
+        fmts = [w.format(f"model.layers.{i}.self_attn.{kind}") for i in range(nL)]
+        bits = {FORMATS[f].bits if f in FORMATS and not FORMATS[f].asymmetric else 0 for f in fmts}
+        if not mla_nbits or len(bits) != 1 or 0 in bits:
+            return None
+        return HeadNBits(H, K, N, bits.pop(), b.accuracy_level)
+
+    uk, uv = head_nbits("k_b", dn, r), head_nbits("v_b", r, dv)
+
+    # rotary tables, [max_pos, dr/2], exactly edgeport.model.rope_cos_sin
+    import torch
+
+    cos, sin = rope_cos_sin(torch.arange(cfg.max_position_embeddings), cfg.qk_rope_head_dim, cfg.rope_theta)
+    rope = (b.float_weight("rope.cos", cos.numpy()), b.float_weight("rope.sin", sin.numpy()))
+    del cos, sin
+
+    x, emb = make_embedding(b, w)
+    residual, delta = x, ""
+    for i in tqdm(
+        range(nL), desc="onnx graph", unit="layer", disable=None if progress else True, leave=False
+    ):
+        residual, delta = make_layer(b, w, cfg, i, residual, delta, rope, uk, uv)
+    make_head(b, w, cfg, residual, delta, emb)
+    b.finish()  # before make_graph, which copies the initializer protos
+
+    inputs, outputs = make_io(cfg)
     graph = helper.make_graph(b.nodes, "edgeport_youtu_decoder", inputs, outputs, b.inits)
     model = helper.make_model(
         graph,
@@ -651,21 +808,6 @@ def genai_config(cfg: YoutuConfig) -> dict[str, Any]:
     }
 
 
-def save_model(model: onnx.ModelProto, folder: Path, external: bool) -> None:
-    path = folder / "model.onnx"
-    if external:
-        onnx.save_model(
-            model,
-            str(path),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location="model.onnx.data",
-            size_threshold=1024,
-        )
-    else:
-        onnx.save_model(model, str(path))
-
-
 def convert_to_ort(folder: Path) -> None:
     """model.ort + required_operators.config for ORT Mobile (CPU EP, fixed optimizations for arm): the code of
     `python -m onnxruntime.tools.convert_onnx_models_to_ort --target_platform arm --optimization_style Fixed`,
@@ -725,6 +867,11 @@ def export_onnx(
         raise EdgeportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if out_dir.resolve() == model_dir.resolve():
         raise EdgeportError("output folder must differ from the checkpoint folder", out_dir)
+    check_out(
+        out_dir, folder=True, marker="genai_config.json"
+    )  # before any work: replaces only an ONNX export
+    if (model_dir / "tokenizer.json").is_file():
+        check_tokenizer_folder(model_dir, load_config(model_dir).vocab_size)  # copied next to the model
     from tqdm import tqdm
 
     stages = tqdm(
@@ -746,31 +893,32 @@ def _export(
     mla_nbits: bool,
     stages: Any,
 ) -> Path:
-    stages.set_postfix_str("read weights")
-    cfg, weights = load_weights(model_dir, precision, progress=progress)
-    stages.update()
-    stages.set_postfix_str("build graph")
-    model = build_graph(
-        cfg, weights, precision, progress=progress, accuracy_level=accuracy_level, mla_nbits=mla_nbits
-    )
-    del weights
-    init_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
-    external = init_bytes > EXTERNAL_DATA_BYTES
-    if mobile and init_bytes > ORT_FORMAT_MAX_BYTES:
-        stages.write(
-            f"note: {init_bytes / 2**30:.1f} GiB of weights exceed the ORT format's 2 GiB flatbuffer "
-            "limit: no model.ort (export int4/int8 for ORT Mobile)"
+    with (
+        atomic_dir(out_dir, marker="genai_config.json") as tmp,
+        tempfile.TemporaryDirectory(prefix="edgeport-onnx-q-") as qtmp,
+    ):
+        stages.set_postfix_str("open weights")
+        w = Weights(model_dir, precision, Path(qtmp) / "q", progress=progress)
+        stages.update()
+        stages.set_postfix_str("build graph, write weights")
+        b = Builder(
+            fp16=precision == "fp16", accuracy_level=accuracy_level, data_path=tmp / "model.onnx.data"
         )
-        mobile = False
-    stages.update()
-    with atomic_dir(out_dir) as tmp:
+        model = build_graph(b, w, precision, progress=progress, mla_nbits=mla_nbits)
+        if mobile and b.bytes > ORT_FORMAT_MAX_BYTES:
+            stages.write(
+                f"note: {b.bytes / 2**30:.1f} GiB of weights exceed the ORT format's 2 GiB flatbuffer "
+                "limit: no model.ort (export int4/int8 for ORT Mobile)"
+            )
+            mobile = False
+        stages.update()
         stages.set_postfix_str("save model.onnx")
-        save_model(model, tmp, external)
+        onnx.save_model(model, str(tmp / "model.onnx"))  # initializers are already in place (inline or .data)
         del model
         for name in TOKENIZER_FILES:
             if (model_dir / name).is_file():
                 shutil.copyfile(model_dir / name, tmp / name)
-        (tmp / "genai_config.json").write_text(json.dumps(genai_config(cfg), indent=2) + "\n")
+        (tmp / "genai_config.json").write_text(json.dumps(genai_config(w.cfg), indent=2) + "\n")
         stages.update()
         if mobile:
             stages.set_postfix_str("convert to model.ort")
@@ -793,7 +941,8 @@ def latent_io_widths(model_path: str | Path) -> dict[str, list[Any]]:
 __all__ = [
     "export_onnx",
     "build_graph",
-    "load_weights",
+    "Weights",
+    "Builder",
     "latent_attention_function",
     "genai_config",
     "latent_halves",
