@@ -38,6 +38,12 @@ def user_errors(fn):
         except EdgeportError as e:
             Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as e:  # the machine said no (permissions, disk full, a path that is not a folder...)
+            where = f"{e.filename}: " if e.filename else ""
+            Console(stderr=True).print(
+                f"[bold red]error:[/] {where}{e.strerror or e}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             Console(stderr=True).print("interrupted")
             raise typer.Exit(130) from None

@@ -64,7 +64,9 @@ def _prepare(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise EdgeportError(f"cannot create the parent folder ({e.strerror or e})", path) from None
+        files = [p for p in path.parents if p.exists() and not p.is_dir()]
+        why = f"{files[0]} is a file" if files else (e.strerror or str(e))
+        raise EdgeportError(f"cannot create the parent folder ({why})", path) from None
     collect_leftovers(path)
 
 
