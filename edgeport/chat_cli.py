@@ -217,19 +217,20 @@ class ChatSession:
 
         ctx = self.engine.context_length
         want = min(self.max_new_tokens, ctx // 4)
-        dropped = 0
+        messages, dropped = list(self.messages), 0
         while True:
-            ids = prompt_ids(self.engine.tokenizer, self.messages, self.tool_schemas(), self.thinking)
+            ids = prompt_ids(self.engine.tokenizer, messages, self.tool_schemas(), self.thinking)
             if ctx - len(ids) >= want:
                 break
-            users = [i for i, m in enumerate(self.messages) if m["role"] == "user"]
+            users = [i for i, m in enumerate(messages) if m["role"] == "user"]
             if len(users) < 2:
                 raise EdgeportError(
                     f"the message is {len(ids)} tokens with the tools and system prompt; the model's context "
                     f"is {ctx} and a reply needs {want} (send a shorter message, or offer fewer tools)"
                 )
-            del self.messages[users[0] : users[1]]
+            del messages[users[0] : users[1]]
             dropped += 1
+        self.messages[:] = messages
         if dropped and on_note is not None:
             on_note(
                 f"(dropped the {dropped} oldest turn{'s' * (dropped > 1)} to fit the {ctx}-token context)\n"

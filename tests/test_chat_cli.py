@@ -224,3 +224,72 @@ def test_gguf_own_tokenizer_is_used_without_tokenizer_json(ckpt: Path, tmp_path:
     assert engine.tokenizer.encode(text) == tok.encode(text)
     assert engine.tokenizer.decode(tok.encode(text)) == text and engine.tokenizer.eos_id == tok.eos_id
     engine.close()
+
+
+def _scripted(tok, replies: list[str], prompts: list[str] | None = None):
+    queue = list(replies)
+
+    def step(ids, max_new, stop_ids, sampler=None):
+        if prompts is not None:
+            prompts.append(tok.decode(ids))
+        yield from tok.encode(queue.pop(0) if queue else "ok") + [tok.eos_id]
+
+    return step
+
+
+def test_chat_runs_only_offered_tools_and_notes_malformed_calls(tokenizer_dir: Path) -> None:
+    tok = load_tokenizer(tokenizer_dir)
+    write_call = format_tool_call("write", {"path": "/x", "text": "hi"})
+    session = ChatSession(Engine("scripted", tok, _scripted(tok, [write_call, "done"])), tools=["calculate"])
+    assert session.ask("write a file") == "done"
+    assert session.env.files == {} and not session.env.log  # offered: calculate only; write never ran
+    assert "was not offered" in session.messages[2]["content"]
+    notes: list[str] = []
+    bad = ChatSession(
+        Engine("scripted", tok, _scripted(tok, ['<tool_call>{"name": </tool_call>'])), tools=["calculate"]
+    )
+    bad.ask("x", on_note=notes.append)
+    assert any("not valid JSON" in n for n in notes) and bad.env.log == []
+    assert [m["role"] for m in bad.messages] == ["user", "assistant"]
+
+
+def test_oldest_turns_are_dropped_when_the_context_is_full(tokenizer_dir: Path) -> None:
+    tok = load_tokenizer(tokenizer_dir)
+    prompts: list[str] = []
+    engine = Engine("scripted", tok, _scripted(tok, ["a" * 40] * 10, prompts), context_length=160)
+    session = ChatSession(engine, max_new_tokens=16, system="be brief")
+    notes: list[str] = []
+    for i in range(6):
+        session.ask(f"turn {i} " + "x" * 30, on_note=notes.append)
+    assert any("dropped the" in n for n in notes)
+    assert "turn 0" not in prompts[-1] and "turn 5" in prompts[-1] and "be brief" in prompts[-1]
+    assert session.messages[0] == {"role": "system", "content": "be brief"}
+    with pytest.raises(EdgeportError, match="send a shorter message"):
+        session.ask("y" * 2000)
+    assert session.messages[-1]["role"] == "assistant"  # the refused message left no trace
+
+
+def test_repl_commands_save_load_and_ctrl_c(ckpt: Path, tmp_path: Path) -> None:
+    path = tmp_path / "chat.json"
+    lines = iter(["/help", "Hello there", f"/save {path}", "/reset", f"/load {path}", "/system be kind",
+                  "/tools calculate,today", "/tools rm_rf", f"/load {tmp_path / 'missing.json'}", "/frobnicate",
+                  "/exit"])  # fmt: skip
+    out: list[str] = []
+    session = run_chat(ckpt, tools=False, max_new_tokens=6, write=out.append, read=lambda _: next(lines))
+    text = "".join(out)
+    assert "/save FILE" in text and "(saved 2 messages" in text and "(loaded 2 messages" in text
+    assert "unknown tool 'rm_rf'" in text and "missing.json" in text and "unknown command /frobnicate" in text
+    assert session.tools == ["calculate", "today"] and session.messages[0] == {
+        "role": "system",
+        "content": "be kind",
+    }
+    assert [m["role"] for m in json.loads(path.read_text())["messages"]] == ["user", "assistant"]
+
+    def interrupted(_: str) -> str:
+        raise KeyboardInterrupt
+
+    out.clear()
+    run_chat(
+        ckpt, tools=False, write=out.append, read=interrupted
+    )  # Ctrl-C twice at the prompt: the chat ends
+    assert "".join(out).count("Ctrl-C again") == 1
