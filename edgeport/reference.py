@@ -1,13 +1,14 @@
 """The fp32 torch reference without the whole fp32 model in memory: decoder layers streamed from the safetensors.
 
 `StreamedModel(folder)` is `edgeport.model.YoutuForCausalLM` (same forward, same `generate`, so the same
-arithmetic) whose decoder layers are read from the checkpoint's safetensors one at a time, converted to fp32,
-run and dropped. Only the embedding (the tied head), the final norm and one layer are in memory: about 1.3 GiB
-for Youtu-LLM-2B instead of 7.3 GiB. A model whose fp32 layers fit `resident_bytes` keeps them after the first
-load, so small models pay nothing for it.
+arithmetic) whose decoder layers are read from the checkpoint's safetensors, converted to fp32 and run one at a
+time. Only the embedding (the tied head), the final norm and the layers that fit `resident_bytes` stay in
+memory; every other layer is read again on each forward, into the one slot they share. Youtu-LLM-2B with the
+default 512 MiB: about 2 GiB instead of 7.3 GiB for the whole fp32 model. A small model is kept whole after its
+first forward, so it pays nothing for this.
 
-Each layer's shard is opened (mmap) only while its tensors are copied out, so the pages of a 4 GB checkpoint
-do not pile up in the process's resident set either.
+Each shard is opened (mmap) only while its tensors are copied out, so the pages of a 4 GB checkpoint do not pile
+up in the process's resident set either.
 """
 
 from __future__ import annotations
@@ -89,9 +90,10 @@ class StreamedModel:
         self.model.tie_weights()
         self.model.eval()
         per_layer = sum(np.prod(s) for k, s in self.shapes.items() if k.startswith("model.layers.0.")) * 4
-        self.resident = per_layer * cfg.num_hidden_layers <= resident_bytes
+        self.keep = min(cfg.num_hidden_layers, int(resident_bytes // per_layer))  # layers kept after loading
+        self.resident = self.keep == cfg.num_hidden_layers
         self._kept: dict[int, DecoderLayer] = {}
-        self._slot: DecoderLayer | None = None  # the one layer in memory when streaming
+        self._slot: DecoderLayer | None = None  # the streamed layers' one place in memory
         self._tok = None
 
     def _read(self, names: list[str]) -> dict[str, torch.Tensor]:
@@ -120,7 +122,8 @@ class StreamedModel:
     def layer(self, i: int) -> DecoderLayer:
         if i in self._kept:
             return self._kept[i]
-        slot = None if self.resident else self._slot
+        keep = len(self._kept) < self.keep
+        slot = None if keep else self._slot
         if slot is not None:
             slot.to("meta")  # free the previous layer's weights (the forward still holds the module) first
         prefix = f"model.layers.{i}."
@@ -129,7 +132,7 @@ class StreamedModel:
             with torch.device("meta"):
                 slot = DecoderLayer(self.config).eval()
         slot.load_state_dict({k[len(prefix) :]: v for k, v in state.items()}, assign=True, strict=True)
-        if self.resident:
+        if keep:
             self._kept[i] = slot
         else:
             self._slot = slot

@@ -64,7 +64,7 @@ def hwm():  # this process's own peak RSS (ru_maxrss would start at the forking 
 torch.set_num_threads(1)
 expected_shapes(load_config(sys.argv[1]))  # torch's one-time start-up allocations belong to the baseline
 base = hwm()
-m = StreamedModel(sys.argv[1])
+m = StreamedModel(sys.argv[1], resident_bytes=64 * 2**20)  # keeps one 45 MB layer, streams the rest
 m.logits(list(range(3, 35)))
 m.generate(list(range(3, 11)), 2)
 print(hwm() - base)

@@ -251,7 +251,8 @@ def test_large_model_default_rows(export_dir: Path, tmp_path: Path, monkeypatch:
     folder = tmp_path / "export"
     shutil.copytree(export_dir, folder)
     monkeypatch.setattr(run, "LARGE_MODEL_PARAMS", 0)
-    kw = dict(n_ids=32, runtimes=["llama.cpp", "llama.cpp-norepack", "onnxruntime"], progress=False)
+    runtimes = ["llama.cpp", "llama.cpp-norepack", "onnxruntime", "onnxruntime-genai"]
+    kw = dict(n_ids=32, runtimes=runtimes, progress=False)
     report = run.validate(folder, isolate=False, **kw)
     status = {(r["runtime"], r["precision"]): r["status"] for r in report["rows"]}
     assert status == {
@@ -259,6 +260,9 @@ def test_large_model_default_rows(export_dir: Path, tmp_path: Path, monkeypatch:
         ("onnxruntime", "fp32"): "skipped",
         ("onnxruntime", "int8"): "pass",
         ("onnxruntime", "int4"): "pass",
+        ("onnxruntime-genai", "fp32"): "skipped",
+        ("onnxruntime-genai", "int8"): "skipped",
+        ("onnxruntime-genai", "int4"): "pass",
         ("llama.cpp", "f16"): "pass",
         ("llama.cpp", "q8_0"): "pass",
         ("llama.cpp", "q4_0"): "pass",
@@ -272,4 +276,4 @@ def test_large_model_default_rows(export_dir: Path, tmp_path: Path, monkeypatch:
     q4 = next(r for r in report["rows"] if (r["runtime"], r["precision"]) == ("llama.cpp", "q4_0"))
     assert report["rows"][0]["tool_success"] is None and q4["tool_success"] is not None
     every = run.validate(folder, isolate=False, all_rows=True, episodes=0, **kw)
-    assert all(r["status"] in ("reference", "pass") for r in every["rows"]) and len(every["rows"]) == 9
+    assert all(r["status"] in ("reference", "pass") for r in every["rows"]) and len(every["rows"]) == 12

@@ -268,6 +268,8 @@ def large_model_skip(t: Target, params: int) -> str | None:
         return "the same GGUF as the llama.cpp row, on llama.cpp's plain (not repacked) kernels"
     if t.artifact.kind == "onnx" and t.artifact.precision_class in ("fp32", "f16"):
         return f"the runtime holds all {t.artifact.precision} weights in memory ({fp32} in fp32)"
+    if t.runtime == "onnxruntime-genai" and t.artifact.precision_class != "int4":
+        return "the same model.onnx as the onnxruntime row; genai's generator loop is checked on int4"
     return None
 
 
@@ -315,7 +317,7 @@ def validate(
 
     def say(i: int, t: Target, what: str) -> None:
         at = time.strftime("%M:%S", time.gmtime(time.time() - started))
-        console.print(f"[bold][validate {i}/{len(todo) + 1}][/] {t.label:<28} {what} [dim](at {at})[/]")
+        console.print(f"[bold]\\[validate {i}/{len(todo) + 1}][/] {t.label:<28} {what} [dim](at {at})[/]")
 
     # the reference: from the cache, or measured alone and cached (no agent episodes for a large model: the
     # streamed fp32 decode takes seconds per token)
@@ -330,6 +332,8 @@ def validate(
         if "error" in ref:
             raise EdgeportError(f"the fp32 torch reference cannot run: {ref['error']}", checkpoint)
         save_reference(cache, ref)
+        mem = f", peak {ref['peak_rss_mib'] / 1024:.2f} GiB" if "peak_rss_mib" in ref else ""
+        say(1, ref_target, f"[cyan]reference[/] in {ref['seconds']:.0f} s{mem}")
     rows = [_row(ref_target, folder, ref, [], "reference")]
     dequant_ref: dict[str, np.ndarray] = {}
     skipped: dict[str, str] = {}
