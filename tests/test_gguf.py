@@ -305,7 +305,7 @@ def test_disk_full_leaves_no_file(hf_checkpoint, tmp_path, monkeypatch):
     folder = hf_checkpoint(seed=11)
     out = tmp_path / "out" / "m.gguf"
     out.parent.mkdir()
-    out.write_bytes(b"old")  # an existing file survives a failed export untouched
+    out.write_bytes(b"GGUF old")  # an earlier GGUF (only those are replaced) survives a failed export
     calls = {"n": 0}
     real = G._write
 
@@ -319,5 +319,5 @@ def test_disk_full_leaves_no_file(hf_checkpoint, tmp_path, monkeypatch):
     with pytest.raises(EdgeportError, match="No space left on device") as e:
         export_gguf(folder, out, "f32", progress=False)
     assert str(out) in str(e.value) and "\n" not in str(e.value)
-    assert out.read_bytes() == b"old"
+    assert out.read_bytes() == b"GGUF old"
     assert [p.name for p in out.parent.iterdir()] == ["m.gguf"]
