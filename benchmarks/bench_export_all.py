@@ -4,10 +4,11 @@ llama.cpp's own convert + quantize of the same GGUF types as the anchor, under o
     python benchmarks/make_youtu_2b.py /tmp/youtu-2b          (or any checkpoint folder)
     python benchmarks/bench_export_all.py /tmp/youtu-2b --out /tmp/bench-all
 
-1. Each export stage alone, as the CLI runs it (`edgeport quantize`, `export gguf`, `export onnx`), in its own
+1. The whole `edgeport export all CHECKPOINT --out OUT/export` (build + validation report) as one process tree;
+   its progress lines ("[3/9] GGUF f16", "[validate 2/9] llama.cpp q4_0") split it into stages and validation rows
+   (--skip-all leaves it out).
+2. Each export stage alone, as the CLI runs it (`edgeport quantize`, `export gguf`, `export onnx`), in its own
    process (--skip-stages leaves these out).
-2. The whole `edgeport export all CHECKPOINT --out OUT/export` (build + validation report) as one process tree;
-   its progress lines ("[3/9] GGUF f16", "[validate 2/9] llama.cpp q4_0") split it into stages and validation rows.
 3. llama.cpp's path: convert_hf_to_gguf.py -> F16, llama_model_quantize -> Q8_0 / Q4_0
    (benchmarks/bench_gguf_export.py runs them; --skip-llamacpp leaves these out).
 
@@ -152,6 +153,23 @@ def main() -> None:
         note = f" {'; '.join(s.extra)}" if s.extra else ""
         print(f"  {s.label}: {s.seconds:.1f} s, peak {s.peak / GIB:.2f} GiB{note}", flush=True)
 
+    if not args.skip_all:
+        print("edgeport export all (build + validation report) ...", flush=True)
+        out = work / "export"
+        cmd = ep + ["export", "all", ck, "--out", str(out), *args.all_args.split()]
+        spans = run(cmd, log, "export all (whole command)", marks=True)
+        show("export all", spans[0])
+        for s in spans[1:]:
+            show("in export all", s)
+        between = spans[0].seconds - sum(s.seconds for s in spans[1:])
+        print(f"  (outside the stages and rows: {between:.1f} s: start-up, manifest and input checks)")
+        report = out / "report.md"
+        if report.is_file():
+            print("\n" + report.read_text())
+            shutil.copyfile(report, work / "report.md")
+        if not args.keep:
+            shutil.rmtree(out, ignore_errors=True)
+
     if not args.skip_stages:
         print("edgeport, each stage alone ...", flush=True)
         q = {s: work / f"quantized-{s}" for s in ("q8_0", "q4_0")}
@@ -173,23 +191,6 @@ def main() -> None:
         if not args.keep:
             for p in q.values():
                 shutil.rmtree(p, ignore_errors=True)
-
-    if not args.skip_all:
-        print("edgeport export all (build + validation report) ...", flush=True)
-        out = work / "export"
-        cmd = ep + ["export", "all", ck, "--out", str(out), *args.all_args.split()]
-        spans = run(cmd, log, "export all (whole command)", marks=True)
-        show("export all", spans[0])
-        for s in spans[1:]:
-            show("in export all", s)
-        between = spans[0].seconds - sum(s.seconds for s in spans[1:])
-        print(f"  (outside the stages and rows: {between:.1f} s: start-up, manifest and input checks)")
-        report = out / "report.md"
-        if report.is_file():
-            print("\n" + report.read_text())
-            shutil.copyfile(report, work / "report.md")
-        if not args.keep:
-            shutil.rmtree(out, ignore_errors=True)
 
     if not args.skip_llamacpp:
         print("llama.cpp convert_hf_to_gguf.py -> F16, llama_model_quantize -> Q8_0 / Q4_0 ...", flush=True)
