@@ -5,7 +5,8 @@ Bounded memory at any model size:
   logits and greedy tokens are cached on disk in the export (`.validate/reference-<key>.npz`), so no runtime
   runs beside it and a second `validate` of the same export does not recompute it;
 - for a model above SMALL_MODEL_BYTES each row runs in its own spawned process, one at a time, so the peak is
-  that of one runtime with one artifact, and all of it goes back to the OS when the row is done;
+  that of one runtime with one artifact, and all of it goes back to the OS when the row is done (a script that
+  calls validate() on such a model needs Python's `if __name__ == "__main__":` guard, as any spawn does);
 - for a model above LARGE_MODEL_PARAMS the default rows and agent episodes are those that finish in minutes
   (see large_model_skip); `all_rows=True` (`--all-rows`) runs every row, `episodes`/`agent_tokens` set the rest.
 """
@@ -13,10 +14,12 @@ Bounded memory at any model size:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import multiprocessing
 import platform
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -46,6 +49,7 @@ from edgeport.validate.report import write_report
 from runtimes.registry import REFERENCE, Artifact, Target, default_skip, targets
 
 PROMPT_TOKENS = 16
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 CACHE = ".validate"  # the reference's cached figures, inside the export folder
 LARGE_MODEL_PARAMS = 200_000_000
 # Agent episodes and their per-turn token cap, small vs large models. A random-weight model never emits EOS, so
@@ -222,6 +226,8 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 def _child(send, fn: Callable, arg: Any) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # Linux: end with the parent, even when it is killed
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     out = fn(arg)
     with contextlib.suppress(OSError):  # VmHWM: this process's own peak resident set
         line = next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
