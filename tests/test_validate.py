@@ -98,6 +98,8 @@ def test_corrupted_artifacts_fail(export_dir: Path, tmp_path: Path) -> None:
     """Zeroed weights in a GGUF and a truncated .ort: validate exits non-zero and names both rows."""
     from gguf import GGUFReader
 
+    from edgeport.inputs import tree_sha256
+
     bad = tmp_path / "bad"
     shutil.copytree(export_dir, bad)
     gguf_path = bad / "gguf/model-q4_0.gguf"
@@ -107,6 +109,12 @@ def test_corrupted_artifacts_fail(export_dir: Path, tmp_path: Path) -> None:
         f.write(bytes(int(embd.n_bytes)))
     ort = bad / "onnx/int8/model.ort"
     ort.write_bytes(ort.read_bytes()[: ort.stat().st_size // 2])
+    result = CliRunner().invoke(app, ["validate", str(bad)])  # modified after the export: refused up front
+    assert result.exit_code == 2 and "sha256 does not match" in result.output, result.output
+    manifest = json.loads((bad / "manifest.json").read_text())  # as if the export had written them corrupt
+    for a in manifest["artifacts"]:
+        a["sha256"] = tree_sha256(bad / a["path"])
+    (bad / "manifest.json").write_text(json.dumps(manifest))
 
     args = [
         "validate",
