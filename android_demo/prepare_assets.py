@@ -5,7 +5,7 @@
 Writes model.ort (or model.onnx with --onnx), genai_config.json (its decoder filename pointed at that file),
 tokenizer.json, tokenizer_config.json and edgeport_model.json (file sizes + sha256, latent cache geometry, stop
 ids), all at once: the destination is replaced only when everything is written. It checks what the Kotlin/Java
-loop needs: genai I/O names present in the graph, float32 latent halves of genai_config's head_size.
+loop needs: genai I/O names present in the graph, float32 or float16 latent halves of genai_config's head_size.
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ def check_graph(model_file: Path, cfg: dict) -> dict:
         if name not in outputs:
             raise EdgeportError(f"graph has no output {name} (genai_config.json names it)", model_file)
     past = inputs[want_in[1]]
-    if past.type != "tensor(float)":
+    if past.type not in ("tensor(float)", "tensor(float16)"):
         raise EdgeportError(
-            f"{past.name} is {past.type}; the app's decoding loop feeds float32 caches", model_file
+            f"{past.name} is {past.type}; the app's decoding loop feeds float32 or float16 caches", model_file
         )
     if past.shape[-1] != dec["head_size"] or past.shape[1] != dec["num_key_value_heads"]:
         raise EdgeportError(
@@ -112,6 +112,7 @@ def prepare_assets(export_dir: str | Path, out: str | Path = DEFAULT_OUT, use_on
                 * dec["num_hidden_layers"]
                 * dec["num_key_value_heads"]
                 * dec["head_size"],
+                "type": inputs[dec["inputs"]["past_key_names"] % 0]["type"],
             },
             "eos_token_id": cfg["model"]["eos_token_id"],
             "context_length": cfg["model"]["context_length"],

@@ -24,7 +24,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "android_demo"
-JAVA_DTYPES = {1: np.float32, 7: np.int64}
+JAVA_DTYPES = {1: np.float32, 7: np.int64, 10: np.float16}  # ONNX type codes on the pipe
+ONNX_CODES = {"tensor(float)": 1, "tensor(int64)": 7, "tensor(float16)": 10}
 
 pytestmark = pytest.mark.skipif(
     shutil.which("javac") is None or shutil.which("java") is None, reason="no JDK (javac) on this machine"
@@ -120,10 +121,12 @@ def _serve(proc: subprocess.Popen, sess) -> list[dict]:
     """Answer the Java PipeSession's graph runs with onnxruntime. Returns each call's feeds (name -> (dtype, shape))
     plus "last_logits", the logits row the Java loop took its next token from."""
     out, inp = proc.stdin, proc.stdout
-    names = [i.name for i in sess.get_inputs()]
-    out.write(struct.pack("<i", len(names)))
-    for n in names:
-        out.write(struct.pack("<i", len(n.encode())) + n.encode())
+    inputs = sess.get_inputs()
+    out.write(struct.pack("<i", len(inputs)))
+    for i in inputs:
+        out.write(
+            struct.pack("<i", len(i.name.encode())) + i.name.encode() + struct.pack("<b", ONNX_CODES[i.type])
+        )
     out.flush()
     calls = []
     while True:
@@ -152,7 +155,7 @@ def _serve(proc: subprocess.Popen, sess) -> list[dict]:
         out.write(struct.pack("<i", len(results)))
         for o, r in zip(sess.get_outputs(), results, strict=True):
             r = np.ascontiguousarray(r)
-            code = 1 if r.dtype == np.float32 else 7
+            code = {np.float32: 1, np.float16: 10, np.int64: 7}[r.dtype.type]
             out.write(struct.pack("<i", len(o.name.encode())) + o.name.encode())
             out.write(struct.pack(f"<bi{r.ndim}q", code, r.ndim, *r.shape) + r.tobytes())
         out.flush()
@@ -217,6 +220,8 @@ def test_java_decoder_runs_exported_model(
     cfg = json.loads((export / "genai_config.json").read_text())
     dec = cfg["model"]["decoder"]
     sess = ort.InferenceSession(str(export / "model.ort"), providers=["CPUExecutionProvider"])
+    past_type = next(i.type for i in sess.get_inputs() if i.name.startswith("past_key_values."))
+    cache_dt = np.float16 if past_type == "tensor(float16)" else np.float32
     turns = ["Hello there", "And 东京? 🙂"]
     max_new = 10
     (tmp_path / "turns.json").write_text(json.dumps(turns, ensure_ascii=False))
@@ -262,7 +267,7 @@ def test_java_decoder_runs_exported_model(
         # the teacher-forced PyTorch logits at that position.
         want = ref.logits(prompt + r["ids"])[len(prompt) - 1 : len(prompt) - 1 + r["runs"]]
         got = np.stack([c["last_logits"] for c in calls[run : run + r["runs"]]])
-        np.testing.assert_allclose(got, want, atol=2e-4, rtol=0)
+        np.testing.assert_allclose(got, want, atol=2e-4, rtol=0)  # a float16 cache too (measured 1.1e-4)
         run += r["runs"]
         half = dec["head_size"]
         assert r["cache_floats"] == r["cached_after"] * dec["num_hidden_layers"] * 2 * half
@@ -271,7 +276,7 @@ def test_java_decoder_runs_exported_model(
     # Turn 1: one prefill run, then one run per further token, each feeding the previous present.* back.
     first = calls[0]
     assert first["input_ids"] == (np.int64, (1, len(report[0]["prompt"])))
-    assert first["past_key_values.0.key"] == (np.float32, (1, 1, 0, dec["head_size"]))
+    assert first["past_key_values.0.key"] == (cache_dt, (1, 1, 0, dec["head_size"]))
     assert calls[1]["input_ids"][1] == (1, 1)
     assert calls[1]["past_key_values.0.value"][1] == (1, 1, len(report[0]["prompt"]), dec["head_size"])
     assert set(first) - {"last_logits"} == {

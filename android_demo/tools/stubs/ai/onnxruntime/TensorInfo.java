@@ -1,5 +1,6 @@
 package ai.onnxruntime;
 
-public class TensorInfo {
+public class TensorInfo implements ValueInfo {
+    public final OnnxJavaType type = OnnxJavaType.FLOAT;
     public long[] getShape() { return new long[0]; }
 }

@@ -1,14 +1,20 @@
 package dev.edgeport.demo;
 
+import ai.onnxruntime.NodeInfo;
+import ai.onnxruntime.OnnxJavaType;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
+import ai.onnxruntime.TensorInfo;
 import dev.edgeport.core.DecoderSession;
 import dev.edgeport.core.Tensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
+import java.nio.ShortBuffer;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Set;
@@ -33,19 +39,43 @@ final class OrtDecoderSession implements DecoderSession {
     }
 
     @Override
+    public boolean isHalf(String name) {
+        try {
+            NodeInfo info = session.getInputInfo().get(name);
+            return info != null && info.getInfo() instanceof TensorInfo
+                    && ((TensorInfo) info.getInfo()).type == OnnxJavaType.FLOAT16;
+        } catch (OrtException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    @Override
     public Map<String, Tensor> run(Map<String, Tensor> feeds) throws OrtException {
         Map<String, OnnxTensor> in = new HashMap<>();
         try {
             for (Map.Entry<String, Tensor> e : feeds.entrySet()) {
                 Tensor t = e.getValue();
-                in.put(e.getKey(), t.isFloat()
-                        ? OnnxTensor.createTensor(env, FloatBuffer.wrap(t.floats), t.shape)
-                        : OnnxTensor.createTensor(env, LongBuffer.wrap(t.longs), t.shape));
+                if (t.isHalf()) { // float16 bits, handed over as bytes in native order
+                    ByteBuffer b = ByteBuffer.allocateDirect(2 * t.halves.length).order(ByteOrder.nativeOrder());
+                    b.asShortBuffer().put(t.halves);
+                    in.put(e.getKey(), OnnxTensor.createTensor(env, b, t.shape, OnnxJavaType.FLOAT16));
+                } else {
+                    in.put(e.getKey(), t.isFloat()
+                            ? OnnxTensor.createTensor(env, FloatBuffer.wrap(t.floats), t.shape)
+                            : OnnxTensor.createTensor(env, LongBuffer.wrap(t.longs), t.shape));
+                }
             }
             Map<String, Tensor> out = new HashMap<>();
             try (OrtSession.Result result = session.run(in)) {
                 for (Map.Entry<String, OnnxValue> e : result) {
                     OnnxTensor v = (OnnxTensor) e.getValue();
+                    if (v.getInfo().type == OnnxJavaType.FLOAT16) { // the latent cache: kept as bits
+                        ShortBuffer sb = v.getShortBuffer();
+                        short[] h = new short[sb.remaining()];
+                        sb.get(h);
+                        out.put(e.getKey(), Tensor.ofHalves(h, v.getInfo().getShape()));
+                        continue;
+                    }
                     FloatBuffer fb = v.getFloatBuffer();
                     float[] f = new float[fb.remaining()];
                     fb.get(f);

@@ -11,6 +11,9 @@ public interface DecoderSession extends AutoCloseable {
     /** Names of the graph inputs (a graph without position_ids does not get one). */
     Set<String> inputNames();
 
+    /** Whether input {@code name} is float16 (the latent cache of int4/int8 exports) rather than float32. */
+    boolean isHalf(String name);
+
     /** Run the graph; returns every output by name. */
     Map<String, Tensor> run(Map<String, Tensor> feeds) throws Exception;
 

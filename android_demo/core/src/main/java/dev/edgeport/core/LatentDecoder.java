@@ -10,7 +10,8 @@ import java.util.Map;
  * Greedy decoding over the exported graph with the MLA latent cache, the same loop as the Python reference
  * (YoutuForCausalLM.generate): prefill the prompt, then feed one token at a time, passing each layer's
  * present.N.key / present.N.value (the two halves of the latent, [1, kv_heads, T, head_size]) back in as
- * past_key_values.N.key / .value.
+ * past_key_values.N.key / .value. The cache is kept in the graph's own type (float32, or float16 for int4/int8
+ * exports, whose halves are stored and fed back as raw bits) and never converted.
  *
  * <p>The cache survives between calls: a new prompt that starts with the tokens already cached (the next chat
  * turn) only runs its new suffix; otherwise the cache is cut back to the common prefix.
@@ -18,24 +19,26 @@ import java.util.Map;
 public final class LatentDecoder {
     private final DecoderSession session;
     private final GenaiConfig cfg;
-    private final float[][] keys;
-    private final float[][] values;
+    private final boolean half; // the graph's cache is float16
+    private final Tensor[] keys;
+    private final Tensor[] values;
     private final List<Integer> cached = new ArrayList<>(); // token ids whose latents are in the cache
     private volatile boolean stopRequested;
 
     public LatentDecoder(DecoderSession session, GenaiConfig cfg) {
         this.session = session;
         this.cfg = cfg;
-        this.keys = new float[cfg.numLayers][];
-        this.values = new float[cfg.numLayers][];
+        this.half = session.isHalf(String.format(cfg.pastKey, 0));
+        this.keys = new Tensor[cfg.numLayers];
+        this.values = new Tensor[cfg.numLayers];
         reset();
     }
 
     public void reset() {
         cached.clear();
         for (int l = 0; l < cfg.numLayers; l++) {
-            keys[l] = new float[0];
-            values[l] = new float[0];
+            keys[l] = empty();
+            values[l] = empty();
         }
     }
 
@@ -48,11 +51,21 @@ public final class LatentDecoder {
         return cached.size();
     }
 
-    /** Latent floats held right now (keys + values, all layers): cachedLength * layers * latentWidth. */
+    /** Latent values held right now (keys + values, all layers): cachedLength * layers * latentWidth. */
     public long cacheFloats() {
         long n = 0;
-        for (int l = 0; l < cfg.numLayers; l++) n += keys[l].length + values[l].length;
+        for (int l = 0; l < cfg.numLayers; l++) n += Tensor.numel(keys[l].shape) + Tensor.numel(values[l].shape);
         return n;
+    }
+
+    /** Bytes per cached value: 2 for a float16 cache, 4 for float32. */
+    public int cacheValueBytes() {
+        return half ? 2 : 4;
+    }
+
+    private Tensor empty() {
+        long[] shape = {1, cfg.kvHeads, 0, cfg.headSize};
+        return half ? Tensor.ofHalves(new short[0], shape) : Tensor.ofFloats(new float[0], shape);
     }
 
     /**
@@ -102,8 +115,8 @@ public final class LatentDecoder {
         if (session.inputNames().contains(cfg.attentionMask)) feeds.put(cfg.attentionMask, Tensor.ofLongs(mask, 1, past + s));
         if (session.inputNames().contains(cfg.positionIds)) feeds.put(cfg.positionIds, Tensor.ofLongs(positions, 1, s));
         for (int l = 0; l < cfg.numLayers; l++) {
-            feeds.put(String.format(cfg.pastKey, l), Tensor.ofFloats(keys[l], 1, cfg.kvHeads, past, cfg.headSize));
-            feeds.put(String.format(cfg.pastValue, l), Tensor.ofFloats(values[l], 1, cfg.kvHeads, past, cfg.headSize));
+            feeds.put(String.format(cfg.pastKey, l), keys[l]);
+            feeds.put(String.format(cfg.pastValue, l), values[l]);
         }
         Map<String, Tensor> outs = session.run(feeds);
         for (int l = 0; l < cfg.numLayers; l++) {
@@ -119,7 +132,7 @@ public final class LatentDecoder {
         return last;
     }
 
-    private float[] present(Map<String, Tensor> outs, String name, int total) {
+    private Tensor present(Map<String, Tensor> outs, String name, int total) {
         Tensor t = outs.get(name);
         if (t == null) throw new IllegalStateException("graph has no output " + name);
         long[] want = {1, cfg.kvHeads, total, cfg.headSize};
@@ -127,7 +140,8 @@ public final class LatentDecoder {
             throw new IllegalStateException(name + " has shape " + java.util.Arrays.toString(t.shape)
                     + ", expected " + java.util.Arrays.toString(want));
         }
-        return t.floats;
+        if (t.isHalf() != half) throw new IllegalStateException(name + " is " + t + ", past is " + keys[0]);
+        return t;
     }
 
     /** Keep only the first n cached positions (per head: the first n rows of head_size floats). */
@@ -141,12 +155,14 @@ public final class LatentDecoder {
         cached.subList(n, past).clear();
     }
 
-    private float[] cut(float[] a, int past, int n) {
-        float[] r = new float[cfg.kvHeads * n * cfg.headSize];
+    private Tensor cut(Tensor a, int past, int n) {
+        Object src = half ? a.halves : a.floats;
+        Object r = half ? new short[cfg.kvHeads * n * cfg.headSize] : new float[cfg.kvHeads * n * cfg.headSize];
         for (int h = 0; h < cfg.kvHeads; h++) {
-            System.arraycopy(a, h * past * cfg.headSize, r, h * n * cfg.headSize, n * cfg.headSize);
+            System.arraycopy(src, h * past * cfg.headSize, r, h * n * cfg.headSize, n * cfg.headSize);
         }
-        return r;
+        long[] shape = {1, cfg.kvHeads, n, cfg.headSize};
+        return half ? Tensor.ofHalves((short[]) r, shape) : Tensor.ofFloats((float[]) r, shape);
     }
 
     /** Index of the largest logit; the first one on ties (torch.argmax / numpy.argmax agree). */
