@@ -24,7 +24,11 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runtime", default=None)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: a tiny model decodes fastest)")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     engine = open_engine(args.model, args.runtime)
     episodes = generate_episodes(args.tasks, seed=args.seed + 1, split="eval")
     rows = {}
