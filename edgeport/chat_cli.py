@@ -216,7 +216,7 @@ class ChatSession:
         from edgeport.agent import prompt_ids
 
         ctx = self.engine.context_length
-        want = min(self.max_new_tokens, ctx // 4)
+        want = min(self.max_new_tokens, max(16, ctx // 8))  # the room a reply keeps at least
         messages, dropped = list(self.messages), 0
         while True:
             ids = prompt_ids(self.engine.tokenizer, messages, self.tool_schemas(), self.thinking)
@@ -250,27 +250,29 @@ class ChatSession:
 
         user = {"role": "user", "content": text}
         self.messages.append(user)
+        answer = ""
         try:
-            for _ in range(self.max_tool_rounds + 1):
-                ids = self.prompt_ids(on_note)
+            for round in range(self.max_tool_rounds + 1):
+                try:
+                    ids = self.prompt_ids(on_note)
+                except EdgeportError:
+                    if round == 0:
+                        raise
+                    if on_note is not None:  # tool results filled the context: the turn ends here
+                        on_note("\n(the tool results filled the model's context; /reset starts over)\n")
+                    return answer
                 budget = min(self.max_new_tokens, self.engine.context_length - len(ids))
                 tools = self.tool_schemas()
-                reply = Reply(
-                    self.engine.generate,
-                    self.engine.tokenizer,
-                    ids,
-                    budget,
-                    tools,
-                    self.sampler,
-                    self.constrain,
-                )
+                reply = Reply(self.engine.generate, self.engine.tokenizer, ids, budget, tools, self.sampler,
+                              self.constrain)  # fmt: skip
                 for piece in reply:
                     if on_text is not None:
                         on_text(piece)
+                answer = reply.text
                 if not tools:
-                    self.messages.append({"role": "assistant", "content": reply.text})
-                    return reply.text
-                step = apply_reply(self.messages, reply.text, self.tools or (), self.tool_env())
+                    self.messages.append({"role": "assistant", "content": answer})
+                    return answer
+                step = apply_reply(self.messages, answer, self.tools or (), self.tool_env())
                 if step.malformed and on_note is not None:
                     on_note(
                         "\n(the model's tool call is not valid JSON for an offered tool; nothing was run)\n"
@@ -279,10 +281,8 @@ class ChatSession:
                     if on_tool is not None:
                         on_tool(c["name"], c["arguments"], c["result"])
                 if not step.calls:
-                    return reply.text
-            return (
-                reply.text
-            )  # still calling tools after max_tool_rounds: stop here, the calls are in the transcript
+                    return answer
+            return answer  # still calling tools after max_tool_rounds: the calls are in the transcript
         except BaseException:
             self.messages[:] = self.messages[: next(i for i, m in enumerate(self.messages) if m is user)]
             raise

@@ -293,3 +293,14 @@ def test_repl_commands_save_load_and_ctrl_c(ckpt: Path, tmp_path: Path) -> None:
         ckpt, tools=False, write=out.append, read=interrupted
     )  # Ctrl-C twice at the prompt: the chat ends
     assert "".join(out).count("Ctrl-C again") == 1
+
+
+def test_tool_rounds_that_fill_the_context_end_the_turn_with_a_note(tokenizer_dir: Path) -> None:
+    tok = load_tokenizer(tokenizer_dir)
+    call = "z" * 60 + format_tool_call("calculate", {"expression": "1+1"})
+    engine = Engine("scripted", tok, _scripted(tok, [call] * 10), context_length=400)
+    session = ChatSession(engine, tools=["calculate"], max_new_tokens=16)
+    notes: list[str] = []
+    session.ask("go", on_note=notes.append)
+    assert any("filled the model's context" in n for n in notes)
+    assert 1 <= len(session.env.log) < 4 and session.messages[-1]["role"] == "tool"
