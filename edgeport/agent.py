@@ -7,8 +7,9 @@ execute them for real -> repeat. Chat (edgeport.chat_cli), the server (edgeport.
 - `run_episode` / `evaluate` play held-out episodes with them and score the answers.
 
 Each step re-renders the whole history with `chat.render(history, tools, add_generation_prompt=True,
-enable_thinking=False)`: exactly the prompts the training examples of `edgeport.data.turn_examples` were built
-from, so what the model sees here is token for token what it was trained on.
+enable_thinking=False)` (or, for an episode in the thinking rendering, with the template's defaults): exactly the
+prompts the training examples of `edgeport.data.turn_examples` were built from, so what the model sees here is
+token for token what it was trained on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgeport import chat
-from edgeport.data import Episode, answer_matches, state_matches
+from edgeport.data import NO_TOOL_KINDS, Episode, answer_matches, state_matches
 from edgeport.sampling import GREEDY, Sampler
 from edgeport.tools import ToolEnv, dumps
 
@@ -49,12 +50,9 @@ class EpisodeResult:
 
 
 def stop_ids(tok: Any) -> list[int]:
-    """EOS, plus `</tool_call>` when the tokenizer has it as one token (the loop then stops right after a call)."""
-    ids = [tok.eos_id]
-    end = tok.token_to_id(chat.TOOL_CALL_END)
-    if end is not None:
-        ids.append(end)
-    return ids
+    """EOS only: a reply may hold several calls (`<tool_call>..</tool_call>\n<tool_call>..</tool_call>`, one turn
+    of parallel calls as the training data has them), and the template ends a call turn with EOS as well."""
+    return [tok.eos_id]
 
 
 def runtime_stream(rt: Any) -> GenerateFn:
@@ -186,63 +184,72 @@ def apply_reply(history: list[dict], text: str, offered: Iterable[str], env: Too
     return step
 
 
-def _first_user_turn(messages: list[dict]) -> list[dict]:
-    for i, m in enumerate(messages):
-        if m.get("role") == "user":
-            return [dict(x) for x in messages[: i + 1]]
-    raise ValueError("episode has no user turn")
-
-
 def run_episode(
     generate: GenerateFn,
     tok: Any,
     episode: Episode,
     max_steps: int = 4,
-    max_new_tokens: int = 96,
+    max_new_tokens: int = 160,
     max_context: int | None = None,
     constrain: bool = False,
     sampler: Sampler | None = None,
 ) -> EpisodeResult:
-    """Play one episode from its first user turn. Tool calls are executed in a fresh `ToolEnv(env_state)`;
-    only the tools the episode offers run (others get a JSON error, as does any bad call). Garbage output
-    ends the episode as a failure, never raises. `constrain`: tool calls decoded under edgeport.constrain."""
-    history = _first_user_turn(episode.messages)
+    """Play one episode: its first user turn, then each later user turn of the episode (a follow-up) once the
+    model has answered the one before, each with up to `max_steps` model calls. Rendered as the episode is
+    (`episode.thinking`: the template's default, the model writes its own <think> block). Tool calls are executed
+    in a fresh `ToolEnv(env_state)`; only the tools the episode offers run (others get a JSON error, as does any
+    bad call). The last answer, without its reasoning, is scored. Garbage output ends the episode as a failure,
+    never raises. `constrain`: tool calls decoded under edgeport.constrain."""
+    turns = [i for i, m in enumerate(episode.messages) if m.get("role") == "user"]
+    if not turns:
+        raise ValueError("episode has no user turn")
+    history = [dict(m) for m in episode.messages[: turns[0] + 1]]
     env = ToolEnv(episode.env_state)
     res = EpisodeResult(False, "max steps", None, 0, messages=history)
-    for _ in range(max_steps):
-        prompt = prompt_ids(tok, history, episode.tools)
-        if max_context is not None and len(prompt) + max_new_tokens > max_context:
-            res.reason = "context"
-            break
-        reply = Reply(generate, tok, prompt, max_new_tokens, episode.tools, sampler, constrain)
-        text = reply.read()
-        res.steps += 1
-        if chat.TOOL_CALL_START in text:
-            step = apply_reply(history, text, episode.tool_names, env)
-            res.call_attempts += step.attempts
-            res.valid_calls += step.valid
-            res.calls += step.calls
-            if step.malformed:
-                history.pop()
-                res.reason = "invalid tool call"
+    for k, turn in enumerate(turns):
+        if k:
+            history.append(dict(episode.messages[turn]))
+        res.reason, answered = "max steps", False
+        for _ in range(max_steps):
+            prompt = prompt_ids(tok, history, episode.tools, episode.thinking)
+            if max_context is not None and len(prompt) + max_new_tokens > max_context:
+                res.reason = "context"
                 break
-            continue
-        res.final = text.strip()
-        if not reply.ended:
-            res.reason = "no final answer"  # no <|end_of_text|>: out of tokens, or a stray </tool_call>
+            reply = Reply(generate, tok, prompt, max_new_tokens, episode.tools, sampler, constrain)
+            text = reply.read()
+            res.steps += 1
+            if chat.TOOL_CALL_START in text:
+                step = apply_reply(history, text, episode.tool_names, env)
+                res.call_attempts += step.attempts
+                res.valid_calls += step.valid
+                res.calls += step.calls
+                if step.malformed:
+                    history.pop()
+                    res.reason = "invalid tool call"
+                    break
+                continue
+            res.final = chat.strip_reasoning(text)
+            if not reply.ended:
+                res.reason = "no final answer"  # no <|end_of_text|>: out of tokens
+                break
+            history.append({"role": "assistant", "content": text})
+            answered = True
             break
-        history.append({"role": "assistant", "content": text})
-        res.success = check_answer(episode, res.final, env, n_calls=len(res.calls))
-        res.reason = "ok" if res.success else "wrong answer"
-        break
+        if not answered:
+            return res
+    res.success = check_answer(episode, res.final or "", env, n_calls=len(res.calls))
+    res.reason = "ok" if res.success else "wrong answer"
     return res
 
 
 def check_answer(episode: Episode, final: str, env: ToolEnv, n_calls: int) -> bool:
     """Tool tasks: the final text holds the expected answer and the env holds `expect_state`.
-    Chit-chat (answer None): a non-empty answer with no tool call."""
+    Chit-chat (answer None): a non-empty answer. Kinds solved without tools (no tool needed, no tool can serve):
+    no tool call at all."""
     if any(s in final for s in chat.SPECIAL_TOKENS):
         return False  # control tokens inside an answer are garbage
+    if episode.kind in NO_TOOL_KINDS and n_calls:
+        return False
     if episode.answer is None:
         return bool(final.strip()) and n_calls == 0
     return answer_matches(final, episode.answer) and state_matches(env, episode.expect_state)
@@ -253,7 +260,7 @@ def evaluate(
     tok: Any,
     episodes: Sequence[Episode],
     max_steps: int = 4,
-    max_new_tokens: int = 96,
+    max_new_tokens: int = 160,
     max_context: int | None = None,
     progress: bool = False,
     constrain: bool = False,
@@ -261,7 +268,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run every episode; return rates and counts (plain JSON-able numbers).
 
-    success_rate: episodes solved. tool_call_rate: tool episodes in which the model made >= 1 well-formed call.
+    success_rate: episodes solved (by_kind: per kind; by_rendering: thinking or not; heldout_phrasing: episodes
+    phrased with families never seen in training). tool_call_rate: tool episodes in which the model made >= 1
+    well-formed call.
     valid_json_rate: well-formed calls / `<tool_call>` blocks opened (None if none were opened).
     first_tool_match: tool episodes whose first call names the reference's first tool.
     baseline_echo: see CHANCE_NOTE. constrain: tool calls decoded under edgeport.constrain (off: the raw model).
@@ -276,11 +285,14 @@ def evaluate(
         for ep in it
     ]
     n = len(results)
-    tool_eps = [(ep, r) for ep, r in zip(episodes, results, strict=True) if ep.answer is not None]
+    tool_eps = [(ep, r) for ep, r in zip(episodes, results, strict=True) if ep.kind not in NO_TOOL_KINDS]
     attempts = sum(r.call_attempts for r in results)
     by_kind: dict[str, list[bool]] = collections.defaultdict(list)
+    by_rendering: dict[str, list[bool]] = collections.defaultdict(list)
     for ep, r in zip(episodes, results, strict=True):
         by_kind[ep.kind].append(r.success)
+        by_rendering["thinking" if ep.thinking else "no thinking"].append(r.success)
+    held = [r.success for ep, r in zip(episodes, results, strict=True) if ep.heldout]
 
     def first_tool(ep: Episode) -> str | None:
         return next((tc["function"]["name"] for m in ep.messages for tc in m.get("tool_calls") or []), None)
@@ -295,6 +307,8 @@ def evaluate(
         ),
         "call_attempts": attempts,
         "by_kind": {k: _rate(sum(v), len(v)) for k, v in sorted(by_kind.items())},
+        "by_rendering": {k: _rate(sum(v), len(v)) for k, v in sorted(by_rendering.items())},
+        "heldout_phrasing": _rate(sum(held), len(held)),
         "reasons": dict(collections.Counter(r.reason for r in results)),
         "baseline_echo": echo_baseline(episodes),
         "chance": CHANCE_NOTE,

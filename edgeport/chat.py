@@ -189,6 +189,11 @@ def parse_tool_calls(text: str) -> list[dict]:
     return calls
 
 
+def strip_reasoning(text: str) -> str:
+    """A reply without its reasoning: the text after the last `</think>` (all of it when there is none)."""
+    return text.rsplit(THINK_END, 1)[-1].strip()
+
+
 def _content(m: dict, i: int) -> str:
     c = m.get("content")
     if c is None:

@@ -154,7 +154,9 @@ def eval_cmd(
     model: Optional[Path] = typer.Argument(
         None, help="Checkpoint or run folder (default: the embedded model)."
     ),
-    tasks: int = typer.Option(100, help="Held-out tool-use tasks to run."),
+    tasks: int = typer.Option(
+        210, help="Held-out tool-use episodes to run (all tools offered; the kinds in turn, 30 each at 210)."
+    ),
     seed: int = typer.Option(0),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
 ) -> None:
@@ -178,6 +180,8 @@ def eval_cmd(
     )
     t.add_row("tool-call rate / valid JSON", f"{a['tool_call_rate']:.1%} / {a['valid_json_rate']}")
     t.add_row("by kind", ", ".join(f"{k} {v:.0%}" for k, v in a["by_kind"].items()))
+    t.add_row("by rendering", ", ".join(f"{k} {v:.0%}" for k, v in a["by_rendering"].items()))
+    t.add_row("held-out phrasings", f"{a['heldout_phrasing']:.1%}")
     t.add_row("failures", ", ".join(f"{k} {v}" for k, v in a["reasons"].items() if k != "ok") or "none")
     console.print(t)
     if json_out is not None:

@@ -120,22 +120,28 @@ def test_generator_is_deterministic() -> None:
 
 def test_episodes_are_real_executions(train_eps: list[D.Episode]) -> None:
     kinds = {e.kind for e in train_eps}
-    assert kinds == {"single", "chain", "error", "chat"}
+    assert kinds == set(D.KINDS)
     for ep in train_eps:
         D.verify_episode(ep)  # replays every call in a fresh env
         n_calls = sum(len(m.get("tool_calls") or []) for m in ep.messages)
-        assert (n_calls == 0) == (ep.kind == "chat")
-        assert n_calls <= 3  # solvable within the agent's default max_steps=4
+        assert (n_calls == 0) == (ep.kind in D.NO_TOOL_KINDS)
+        turns = [i for i, m in enumerate(ep.messages) if m["role"] == "user"] + [len(ep.messages)]
+        # each user turn: solvable within the agent's max_steps=4, and answered
+        for a, b in zip(turns, turns[1:], strict=False):
+            assert sum(1 for m in ep.messages[a:b] if m["role"] == "assistant") <= 4
+            assert ep.messages[b - 1]["role"] == "assistant" and not ep.messages[b - 1].get("tool_calls")
         assert ep.messages[0] == {"role": "user", "content": ep.task}
-        assert ep.messages[-1]["role"] == "assistant" and not ep.messages[-1].get("tool_calls")
         assert set(ep.tool_names) >= {
             tc["function"]["name"] for m in ep.messages for tc in m.get("tool_calls") or []
         }
         if ep.kind == "chain":
             assert n_calls >= 2
-        if ep.kind == "error":  # a failed call, then a recovery that succeeds
+        if ep.kind == "error":  # a failed call, then a recovery that succeeds or an answer that reports it
             results = [json.loads(m["content"]) for m in ep.messages if m["role"] == "tool"]
-            assert "error" in results[0] and "result" in results[-1]
+            assert "error" in results[0]
+            assert "result" in results[-1] or ep.answer == "no such file"
+        if ep.kind == "unsupported":
+            assert "can't" in ep.messages[-1]["content"] and ep.answer == "can't"
     # tampering with the env or a recorded result is caught by the re-execution
     ep = next(e for e in train_eps if e.template.startswith("cat/"))
     bad = D.Episode.from_dict(json.loads(json.dumps(ep.to_dict())))
@@ -149,24 +155,101 @@ def test_splits_are_disjoint(train_eps: list[D.Episode], eval_eps: list[D.Episod
     eval_keys = {(e.template, e.seed) for e in eval_eps}
     assert not train_keys & eval_keys
     assert not {e.seed for e in train_eps} & {e.seed for e in eval_eps}
-    heldout = {
-        f"{t.name}/{i}"
-        for t in D.TEMPLATES
-        for i in range(len(t.paraphrases) - t.heldout, len(t.paraphrases))
-    }
-    assert not {e.template for e in train_eps} & heldout
-    big_train = {e.template for e in D.generate_episodes(1500, seed=1)}
-    assert not big_train & heldout
-    assert len({e.template for e in eval_eps} & heldout) >= len(heldout) // 2  # eval really uses them
+    # whole phrasing families (templates, wrappers, follow-up turns) are held out: never in training
+    big_train = D.generate_episodes(1500, seed=1)
+    for ep in train_eps + big_train:
+        assert not set(ep.phrasing) & D.HELDOUT, (ep.template, ep.phrasing)
+        assert not ep.heldout
+    sorts = {p.split("/")[0] for p in D.HELDOUT}
+    assert {"wrap", "unsupported", "calc", "then+"} <= sorts  # families of every sort are held out
+    # requests with no slots are whole texts: a held-out one never appears in training
+    held_texts = {m["content"] for e in eval_eps if e.heldout for m in e.messages if m["role"] == "user"}
+    train_texts = {m["content"] for e in big_train for m in e.messages if m["role"] == "user"}
+    fixed = {q for fam in D.TEMPLATE_BY_NAME["unsupported"].paraphrases[-2:] for q in fam if "{" not in q}
+    assert held_texts & fixed and not train_texts & fixed
+    # eval really uses them: about half its episodes, and every held-out id shows up in a few thousand
+    assert 0.3 < sum(e.heldout for e in eval_eps) / len(eval_eps) < 0.7
+    used = {p for e in D.generate_episodes(1400, seed=2, split="eval") for p in e.phrasing}
+    assert used >= D.HELDOUT
     assert {e.template.split("/")[0] for e in eval_eps} == {t.name for t in D.TEMPLATES}
     with pytest.raises(EdgeportError):
         D.generate_episodes(1, split="dev")
+    with pytest.raises(EdgeportError):
+        D.generate_episodes(1, tools="some")
+
+
+def test_kinds_and_tool_offers(train_eps: list[D.Episode], eval_eps: list[D.Episode]) -> None:
+    """Tools offered: the needed ones plus distractors in random order (often all); eval: all, kinds balanced."""
+    from edgeport.tools import TOOL_NAMES
+
+    every = set(TOOL_NAMES)
+    orders = set()
+    for ep in eval_eps:
+        assert sorted(ep.tool_names) == sorted(every)
+        orders.add(tuple(ep.tool_names))
+    assert len(orders) > len(eval_eps) // 2  # shuffled, not one fixed order
+    counts = {k: sum(e.kind == k for e in eval_eps) for k in D.KINDS}
+    assert max(counts.values()) - min(counts.values()) <= 1
+    n_all = n_distract = n_withheld = 0
+    for ep in train_eps:
+        needed = set(D.TEMPLATE_BY_NAME[ep.template.split("/")[0]].tools)
+        offered = set(ep.tool_names)
+        assert len(offered) == len(ep.tool_names)  # no tool twice
+        if ep.kind == "unsupported" and needed:  # a tool task whose tools were not offered: said so
+            assert not needed & offered and len(ep.messages) == 2
+            n_withheld += 1
+            continue
+        assert offered >= needed
+        n_all += offered == every
+        n_distract += needed < offered < every
+    assert 0.25 < n_all / len(train_eps) < 0.6 and n_distract > 0.2 * len(train_eps) and n_withheld > 0
+    # several calls in one turn; follow-ups that refer to what came before
+    for ep in train_eps + eval_eps:
+        if ep.kind == "parallel":
+            assert any(len(m.get("tool_calls") or []) >= 2 for m in ep.messages)
+        if ep.kind == "followup":
+            assert sum(m["role"] == "user" for m in ep.messages) >= 2
+        name = ep.template.split("/")[0]
+        results = [json.loads(m["content"]).get("result") for m in ep.messages if m["role"] == "tool"]
+        calls = [tc["function"]["arguments"] for m in ep.messages for tc in m.get("tool_calls") or []]
+        if name == "calc_then":  # "Now add 5 to that." -> the first result is the left operand
+            assert calls[1]["expression"].startswith(f"{results[0]} ")
+        if name == "ls_then_cat":  # "What does the first one say?" -> the first listed path
+            assert calls[1]["path"] == results[0][0]
+
+
+def test_both_renderings(tok, train_eps: list[D.Episode]) -> None:
+    """Half the episodes think (a short <think> block before every assistant turn, trained after the template's
+    default prompt, which a client with no enable_thinking flag renders); the others train after the
+    enable_thinking=False prompt."""
+    thinking = [e for e in train_eps if e.thinking]
+    assert 0.3 < len(thinking) / len(train_eps) < 0.7
+    for ep in train_eps[:80]:
+        for prompt, target in D.turn_examples(ep.messages, ep.tools):
+            if ep.thinking:
+                assert prompt.endswith(chat.ASSISTANT) and target.startswith(chat.THINK_START + "\n")
+                thought = target[len(chat.THINK_START) : target.index(chat.THINK_END)]
+                assert 10 < len(thought) < 100  # short
+                assert prompt == chat.render(*_upto(ep, prompt), add_generation_prompt=True)
+            else:
+                assert prompt.endswith(chat.ASSISTANT + chat.EMPTY_THINK) and chat.THINK_START not in target
+        finals = [m["content"] for m in ep.messages if m["role"] == "assistant"]
+        assert all(c.startswith(chat.THINK_START) == ep.thinking for c in finals)
+        assert chat.THINK_START not in chat.strip_reasoning(finals[-1])
+
+
+def _upto(ep: D.Episode, prompt: str) -> tuple[list[dict], list[dict] | None]:
+    """The messages whose generation prompt is `prompt`."""
+    for i in range(len(ep.messages)):
+        if chat.render(ep.messages[:i], ep.tools, add_generation_prompt=True) == prompt:
+            return ep.messages[:i], ep.tools
+    raise AssertionError("no such prefix")
 
 
 # ------------------------------------------------------------------ train/inference consistency and masks
 def test_training_prompts_are_generation_prompts(train_eps: list[D.Episode]) -> None:
     """Each training example's prompt is the exact generation prompt (edgeport/chat.py's rules)."""
-    for ep in train_eps[:60]:
+    for ep in [e for e in train_eps if not e.thinking][:60]:
         turns = D.turn_examples(ep.messages, ep.tools)
         idx = [i for i, m in enumerate(ep.messages) if m["role"] == "assistant"]
         assert len(turns) == len(idx)
@@ -268,7 +351,7 @@ def test_mixture_stages(tok, train_eps: list[D.Episode]) -> None:
         for t in range(1, len(r)):
             if k[t] and not k[t - 1]:
                 start = t - 1 - r[:t][::-1].index(tok.bos_id)
-                assert tok.decode(r[start:t]).endswith(chat.ASSISTANT + chat.EMPTY_THINK)
+                assert tok.decode(r[start:t]).endswith((chat.ASSISTANT + chat.EMPTY_THINK, chat.ASSISTANT))
     again = D.mixture(tok, texts, train_eps[:30], seq_len=64, seed=0)
     assert all(torch.equal(out[k][0], again[k][0]) for k in out)
 

@@ -20,6 +20,10 @@ from edgeport.data.dataset import (
     turn_examples,
 )
 from edgeport.data.episodes import (
+    HELDOUT,
+    KINDS,
+    NO_TOOL_KINDS,
+    TEMPLATE_BY_NAME,
     TEMPLATES,
     UNIT_PAIRS,
     Episode,
@@ -35,6 +39,10 @@ from edgeport.data.episodes import (
 )
 
 __all__ = [
+    "HELDOUT",
+    "KINDS",
+    "NO_TOOL_KINDS",
+    "TEMPLATE_BY_NAME",
     "TEMPLATES",
     "UNIT_PAIRS",
     "Episode",

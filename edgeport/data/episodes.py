@@ -2,9 +2,21 @@
 
 `generate_episodes(n, seed, split)` -> list[Episode]. Each episode is built by really running the tools of
 `edgeport.tools.ToolEnv` and is re-executed from `env_state` when generated (the expected answer, computed
-independently in Python, must equal what the tools returned). The eval split uses other seeds and, half of the
-time, paraphrases that never appear in train. Episodes round-trip through JSON lines (`episodes_to_jsonl`,
-`load_episodes`).
+independently in Python, must equal what the tools returned). Episodes round-trip through JSON lines
+(`episodes_to_jsonl`, `load_episodes`).
+
+What an episode looks like, so that training data resembles use:
+- kinds (KINDS): one call ("single"), dependent calls ("chain"), several calls in one turn ("parallel"), a failed
+  call and its recovery or report ("error"), a conversation whose later user turns refer to earlier results
+  ("followup"), a request answered without tools ("direct") and one no offered tool can serve ("unsupported");
+- tools: a random set that holds the needed ones plus distractors, in random order, often all of them (the eval
+  split always offers all of them); in training, sometimes a task whose tool is not offered ("unsupported");
+- phrasings: each template's user requests come in paraphrase families, and so do the wrappers around them
+  ("Quick question: ...") and the follow-up turns; whole families are held out (HELDOUT ids, eval only);
+- both renderings of the chat template: half the episodes carry a short `<think>` block before every assistant
+  turn (what a client that passes no `enable_thinking` flag gets), the others none (`enable_thinking=False`).
+The eval split uses its own seed stream, cycles through the kinds (equal counts), and uses held-out phrasings in
+about half of its episodes.
 """
 
 from __future__ import annotations
@@ -18,10 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeport.chat import THINK_END, THINK_START, strip_reasoning
 from edgeport.errors import EdgeportError
-from edgeport.tools import ToolEnv, calculate, convert_units, schemas
+from edgeport.tools import TOOL_NAMES, UNITS, ToolEnv, calculate, convert_units, schemas, unit_name
 
 Split = str  # "train" | "eval"
+KINDS = ("single", "chain", "parallel", "error", "followup", "direct", "unsupported")
+NO_TOOL_KINDS = ("direct", "unsupported")  # solved only without any tool call
 
 
 @dataclass
@@ -31,14 +46,16 @@ class Episode:
     messages: list[dict]
     tools: list[dict] | None
     answer: Any  # expected final answer: str | int | float | list[str] (all must appear) | None (chit-chat)
-    task: str  # the user request
+    task: str  # the (first) user request
     env_state: dict  # rebuild the env with ToolEnv(env_state)
-    template: str  # "<template name>/<paraphrase index>"
+    template: str  # "<template name>/<paraphrase family>.<index>"
     seed: int
-    kind: str  # "single" | "chain" | "error" | "chat"
+    kind: str  # one of KINDS
     expect_state: dict = field(
         default_factory=dict
     )  # e.g. {"notes": {k: v}} that must hold after the episode
+    thinking: bool = False  # assistant turns carry a <think> block (the template's default rendering)
+    phrasing: list[str] = field(default_factory=list)  # ids of the phrasing families used (see HELDOUT)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,6 +67,11 @@ class Episode:
     @property
     def tool_names(self) -> list[str]:
         return [t["function"]["name"] for t in self.tools or []]
+
+    @property
+    def heldout(self) -> bool:
+        """Uses at least one phrasing family never seen in training."""
+        return bool(set(self.phrasing) & HELDOUT)
 
 
 # ================================================================= slot samplers
@@ -102,8 +124,10 @@ def _num(rng: random.Random, lo: int = 2, hi: int = 99) -> int | float:
 
 
 # ================================================================= templates
-# A template: the tools it offers, user paraphrases (the last `heldout` ones are eval-only), a sampler for slots
-# and initial state, and a solver that issues calls through `call(name, args)` (really executed) and returns the
+# A template: the tools its solver may call, user paraphrases in families (the last `heldout` families are
+# eval-only), a sampler for slots and initial state, and a solver that writes the conversation through a
+# `Transcript` (`call(name, args)` really executes one call; `call.many(...)` several in one turn;
+# `call.answer(text)` / `call.user(text)` write an intermediate answer and a follow-up request) and returns the
 # final answer text and the expected answer. Each solver also checks its result against an independent Python
 # computation where one exists.
 
@@ -113,11 +137,12 @@ class Template:
     name: str
     kind: str
     tools: tuple[str, ...]
-    paraphrases: list[str]
+    paraphrases: list[list[str]]  # families of user phrasings
     sample: Callable[[random.Random], dict]
-    solve: Callable[[dict, Callable[[str, dict], Any], random.Random], tuple[str, Any]]
-    heldout: int = 1
+    solve: Callable[[dict, Any, random.Random], tuple[str, Any]]
+    heldout: int = 1  # how many families (the last ones) are held out for evaluation
     weight: float = 1.0
+    wrap: bool = True  # the request may be wrapped ("Quick question: ...")
 
 
 def _pick(rng: random.Random, *options: str) -> str:
@@ -335,98 +360,514 @@ def _v_calc_note(slots: dict, call: Callable, rng: random.Random) -> tuple[str, 
     return _pick(rng, f"{slots['expr']} = {r}, saved as {slots['key']}.", f"Saved {slots['key']} = {r}."), r
 
 
-CHAT = [
-    ("Hi!", "Hello! How can I help you today?"),
-    ("Hello there", "Hi! What can I do for you?"),
-    ("Thanks a lot!", "You're welcome!"),
-    ("Who are you?", "I am a small assistant that can use tools to help you."),
-    ("What can you do?", "I can calculate, convert units, work with dates, notes and files."),
-    ("Good morning", "Good morning! How can I help?"),
-    ("Tell me a joke", "Why did the function return early? It had no arguments left."),
-    ("Bye", "Goodbye! Have a nice day."),
-    ("How are you?", "I'm doing well, thanks for asking. How can I help?"),
-]
+# ---------------------------------------------------------------- more single, error and parallel tasks
+OPS = [("plus", "+"), ("minus", "-"), ("times", "*"), ("multiplied by", "*"), ("divided by", "/")]
 
 
-def _s_chat(rng: random.Random) -> dict:
-    q, a = rng.choice(CHAT)
-    return {"q": q, "a": a, "expect": None, "state": _state(rng)}
+def _s_words(rng: random.Random) -> dict:
+    word, sym = rng.choice(OPS)
+    b = rng.randint(2, 40)
+    a = b * rng.randint(2, 30) if sym == "/" else rng.randint(2, 99)
+    expr = f"{a} {sym} {b}"
+    return {"a": a, "b": b, "op": word, "expr": expr, "expect": calculate(expr), "state": _state(rng)}
 
 
-def _v_chat(slots: dict, call: Callable, rng: random.Random) -> tuple[str, Any]:
-    return slots["a"], None
+NOTE_SHORT = {"locker code": "locker", "wifi password": "wifi", "parking spot": "parking", "bike lock": "bike",
+              "gym day": "gym"}  # fmt: skip
+
+
+def _s_note_fuzzy(rng: random.Random) -> dict:
+    state = _state(rng)
+    full = rng.choice(sorted(NOTE_SHORT))
+    state["notes"][full] = rng.choice(NOTE_VALUES)
+    return {"key": NOTE_SHORT[full], "full": full, "expect": state["notes"][full], "state": state}
+
+
+def _v_note_fuzzy(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    """The user names a note loosely: note_get fails and lists the keys, then the right key (error, recovery)."""
+    err = call("note_get", {"key": slots["key"]})
+    assert isinstance(err, dict) and "error" in err
+    r = call("note_get", {"key": slots["full"]})
+    return _pick(rng, f"Your {slots['full']} is {r}.", f"It is saved as {slots['full']}: {r}."), r
+
+
+def _s_missing(rng: random.Random) -> dict:
+    state = _state(rng)
+    names = [n for n in FILE_NAMES if not any(p.endswith(f"/{n}.txt") for p in state["files"])]
+    path = f"/{rng.choice(FOLDERS)}/{rng.choice(names)}.txt"
+    return {"path": path, "expect": "no such file", "state": state}
+
+
+def _v_missing(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    """The file does not exist anywhere: the error is reported, not papered over."""
+    err = call("cat", {"path": slots["path"]})
+    assert isinstance(err, dict) and "error" in err
+    p = slots["path"]
+    return _pick(rng, f"There is no such file: {p}.", f"I could not read {p}: no such file."), "no such file"
+
+
+def _s_pair_calc(rng: random.Random) -> dict:
+    a, b = _s_calc(rng), _s_calc(rng)
+    return {"e1": a["expr"], "e2": b["expr"], "expect": [a["expect"], b["expect"]], "state": a["state"]}
+
+
+def _v_pair_calc(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    r1, r2 = call.many(("calculate", {"expression": slots["e1"]}), ("calculate", {"expression": slots["e2"]}))
+    return _pick(rng, f"{slots['e1']} = {r1} and {slots['e2']} = {r2}.", f"They are {r1} and {r2}."), [r1, r2]
+
+
+def _s_pair_convert(rng: random.Random) -> dict:
+    a, b = _s_convert(rng), _s_convert(rng)
+    return {"v1": a["v"], "fu1": a["fu"], "tu1": a["tu"], "v2": b["v"], "fu2": b["fu"], "tu2": b["tu"],
+            "expect": [a["expect"], b["expect"]], "state": a["state"]}  # fmt: skip
+
+
+def _v_pair_convert(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    r1, r2 = call.many(*[("convert_units", {"value": slots[f"v{i}"], "from_unit": slots[f"fu{i}"],
+                                            "to_unit": slots[f"tu{i}"]}) for i in (1, 2)])  # fmt: skip
+    s = slots
+    return _pick(rng, f"{s['v1']} {s['fu1']} is {r1} {s['tu1']}, and {s['v2']} {s['fu2']} is {r2} {s['tu2']}.",
+                 f"{r1} {s['tu1']} and {r2} {s['tu2']}."), [r1, r2]  # fmt: skip
+
+
+def _s_pair_date(rng: random.Random) -> dict:
+    import datetime as dt
+
+    s = _s_date(rng)
+    s["wd2"] = dt.date.fromisoformat(s["d2"]).strftime("%A")
+    s["expect"] = [s["wd"], s["wd2"]]
+    return s
+
+
+def _v_pair_weekday(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    r1, r2 = call.many(("weekday", {"date": slots["d"]}), ("weekday", {"date": slots["d2"]}))
+    return _pick(rng, f"{slots['d']} is a {r1} and {slots['d2']} is a {r2}.", f"A {r1} and a {r2}."), [r1, r2]
+
+
+def _s_pair_file(rng: random.Random) -> dict:
+    state = _state(rng, n_files=rng.randint(2, 4))
+    p1, p2 = rng.sample(sorted(state["files"]), 2)
+    return {"p1": p1, "p2": p2, "expect": [state["files"][p1], state["files"][p2]], "state": state}
+
+
+def _v_pair_cat(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    r1, r2 = call.many(("cat", {"path": slots["p1"]}), ("cat", {"path": slots["p2"]}))
+    return _pick(
+        rng, f"{slots['p1']} says: {r1}. {slots['p2']} says: {r2}.", f"First: {r1}. Second: {r2}."
+    ), [
+        r1,
+        r2,
+    ]
+
+
+# ---------------------------------------------------------------- follow-ups: later turns refer to earlier results
+# Each list: phrasings of one follow-up request; the last one is held out (used only by held-out eval episodes).
+FOLLOWUPS: dict[str, list[str]] = {
+    "then+": ["Now add {k} to that.", "Add {k} to it.", "And plus {k}?", "What if I add {k} to that?"],
+    "then-": ["Now subtract {k} from that.", "Take {k} away from it.", "And minus {k}?", "What is that less {k}?"],
+    "then*": ["Multiply that by {k}.", "Now times {k}.", "And that times {k}?", "What is that multiplied by {k}?"],
+    "then_unit": ["And in {tu2}?", "What is that in {tu2}?", "Now give it in {tu2}.", "How about {tu2} instead?"],
+    "then_weekday": ["What day of the week is that?", "Which weekday is that?", "And the weekday?",
+                     "Is that a weekend or which day?"],
+    "then_save": ["Save that as my {key}.", "Store it under {key}.", "Remember that as {key}.",
+                  "Keep that result as {key}, please."],
+    "then_first": ["What does the first one say?", "Open the first file.", "Read the first of them.",
+                   "Show me what is in the first one."],
+    "then_back": ["What did I just save?", "Read it back to me.", "What is my {key} now?", "Check what you saved."],
+    "then_days": ["And {k} days after that?", "Add {k} days to that date.", "What about {k} days later?",
+                  "Then go {k} days further."],
+    "thanks": ["Thanks!", "Thank you.", "Great, thanks.", "Perfect, cheers!"],
+}  # fmt: skip
+WELCOME = ["You're welcome!", "You're welcome, happy to help.", "You're welcome. Anything else?"]
+
+
+def _s_calc_then(rng: random.Random) -> dict:
+    s = _s_calc(rng)
+    s["op"], s["k"] = rng.choice("+-*"), rng.randint(2, 20)
+    s["expect"] = calculate(f"{s['expect']} {s['op']} {s['k']}")
+    return s
+
+
+def _v_calc_then(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    r = call("calculate", {"expression": slots["expr"]})
+    call.answer(_pick(rng, f"{slots['expr']} = {r}.", f"It is {r}."))
+    op, k = slots["op"], slots["k"]
+    call.user(call.phrase("then" + op).format(k=k))
+    r2 = call("calculate", {"expression": f"{r} {op} {k}"})
+    return _pick(rng, f"{r} {op} {k} = {r2}.", f"That gives {r2}."), r2
+
+
+def _s_convert_then(rng: random.Random) -> dict:
+    while True:
+        s = _s_convert(rng)
+        a, b = unit_name(s["fu"]), unit_name(s["tu"])
+        third = [u for u in UNIT_WORDS if u not in (a, b) and UNITS[u] == UNITS[a]]
+        if third:
+            s["tu2"] = rng.choice(UNIT_WORDS[rng.choice(third)])
+            s["expect"] = convert_units(s["v"], s["fu"], s["tu2"])
+            return s
+
+
+def _v_convert_then(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    r = call("convert_units", {"value": slots["v"], "from_unit": slots["fu"], "to_unit": slots["tu"]})
+    call.answer(
+        _pick(rng, f"{slots['v']} {slots['fu']} is {r} {slots['tu']}.", f"That is {r} {slots['tu']}.")
+    )
+    call.user(call.phrase("then_unit").format(tu2=slots["tu2"]))
+    r2 = call("convert_units", {"value": slots["v"], "from_unit": slots["fu"], "to_unit": slots["tu2"]})
+    return _pick(
+        rng, f"{slots['v']} {slots['fu']} is {r2} {slots['tu2']}.", f"That is {r2} {slots['tu2']}."
+    ), r2
+
+
+def _s_date_then(rng: random.Random) -> dict:
+    import datetime as dt
+
+    s = _s_date(rng)
+    s["k"] = rng.randint(1, 60)
+    s["wd_new"] = dt.date.fromisoformat(s["new"]).strftime("%A")
+    s["later"] = (dt.date.fromisoformat(s["new"]) + dt.timedelta(days=s["k"])).isoformat()
+    return s
+
+
+def _v_days_then_weekday(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    r = call("add_days", {"date": slots["d"], "days": slots["n"]})
+    call.answer(_pick(rng, f"{slots['n']} days after {slots['d']} is {r}.", f"That is {r}."))
+    call.user(call.phrase("then_weekday"))
+    wd = call("weekday", {"date": r})
+    assert wd == slots["wd_new"]
+    return _pick(rng, f"{r} is a {wd}.", f"It is a {wd}."), wd
+
+
+def _v_weekday_then_days(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    wd = call("weekday", {"date": slots["d"]})
+    call.answer(_pick(rng, f"{slots['d']} is a {wd}.", f"It is a {wd}."))
+    call.user(call.phrase("then_days").format(k=slots["n"]))
+    r = call("add_days", {"date": slots["d"], "days": slots["n"]})
+    assert r == slots["new"]
+    return _pick(rng, f"{slots['n']} days after {slots['d']} is {r}.", f"That is {r}."), r
+
+
+def _v_calc_then_save(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    r = call("calculate", {"expression": slots["expr"]})
+    call.answer(_pick(rng, f"{slots['expr']} = {r}.", f"It is {r}."))
+    call.user(call.phrase("then_save").format(key=slots["key"]))
+    call("note_save", {"key": slots["key"], "text": str(r)})
+    return _pick(rng, f"Saved {slots['key']} = {r}.", f"Done: your {slots['key']} is {r}."), r
+
+
+def _v_ls_then_cat(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    listing = call("ls", {"path": slots["folder"]})
+    names = ", ".join(p.rsplit("/", 1)[1] for p in listing)
+    call.answer(_pick(rng, f"{slots['folder']} has: {names}.", f"Files: {names}."))
+    call.user(call.phrase("then_first"))
+    r = call("cat", {"path": listing[0]})
+    return _pick(rng, f"{listing[0]} says: {r}", f"It says: {r}"), r
+
+
+def _v_save_then_get(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    call("note_save", {"key": slots["key"], "text": slots["value"]})
+    call.answer(_pick(rng, f"Saved: your {slots['key']} is {slots['value']}.", f"Noted, {slots['value']}."))
+    call.user(call.phrase("then_back").format(key=slots["key"]))
+    r = call("note_get", {"key": slots["key"]})
+    return _pick(rng, f"Your {slots['key']} is {r}.", f"It is {r}."), r
+
+
+def _s_calc_thanks(rng: random.Random) -> dict:
+    return {**_s_calc(rng), "expect": "welcome"}
+
+
+def _v_calc_thanks(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    r = call("calculate", {"expression": slots["expr"]})
+    call.answer(_pick(rng, f"{slots['expr']} = {r}.", f"The result is {r}."))
+    call.user(call.phrase("thanks"))
+    return rng.choice(WELCOME), "welcome"
+
+
+# ---------------------------------------------------------------- no tool needed / no tool can serve
+CHAT_FAMILIES = [
+    [("Hi!", "Hello! How can I help you today?"), ("Hello there", "Hi! What can I do for you?"),
+     ("Good morning", "Good morning! How can I help?")],
+    [("Who are you?", "I am a small assistant that can use tools to help you."),
+     ("What can you do?", "I can calculate, convert units, work with dates, notes and files.")],
+    [("How are you?", "I'm doing well, thanks for asking. How can I help?"),
+     ("Tell me a joke", "Why did the function return early? It had no arguments left.")],
+    [("Bye", "Goodbye! Have a nice day."), ("See you later", "See you! Have a good day.")],
+    [("Hey, what's up?", "Not much! What can I do for you?"), ("Are you a robot?", "I am a small AI assistant.")],
+]  # fmt: skip
+CHAT_ANSWER = {q: a for fam in CHAT_FAMILIES for q, a in fam}
+FACTS = [("capital of France", "Paris"), ("capital of Japan", "Tokyo"), ("capital of Italy", "Rome"),
+         ("capital of Spain", "Madrid"), ("largest planet", "Jupiter"), ("opposite of hot", "cold"),
+         ("color of a clear sky", "blue"), ("first month of the year", "January"),
+         ("day after Monday", "Tuesday"), ("freezing point of water in celsius", "0")]  # fmt: skip
+UNSUPPORTED = [
+    [("What's the weather in {city}?", "check the weather"), ("Will it rain in {city} tomorrow?", "check the weather")],
+    [("Send an email to {name} saying hi.", "send emails"), ("Text {name} that I am late.", "send messages")],
+    [("Set an alarm for {hour} am.", "set alarms"), ("Wake me up at {hour} tomorrow.", "set alarms")],
+    [("Play some music.", "play music"), ("Put on a song by {name}.", "play music")],
+    [("Translate 'good morning' into German.", "translate text"), ("How do you say thanks in French?", "translate text")],
+    [("What is the stock price of {company}?", "look up stock prices"), ("How much is one bitcoin now?", "look up prices")],
+    [("Book a table for two tonight.", "book restaurants"), ("Order a pizza for me.", "order food")],
+    [("Search the web for {company} news.", "search the web"), ("Who won the game last night?", "look up the news")],
+    [("Call {name} for me.", "make phone calls"), ("Turn off the lights in the kitchen.", "control devices")],
+]  # fmt: skip
+UNSUPPORTED_WHAT = {q: what for fam in UNSUPPORTED for q, what in fam}
+CANT = ["Sorry, I can't {what}: none of my tools can do that.", "I can't {what} with the tools I have.",
+        "That is not something I can do here: I can't {what}."]  # fmt: skip
+
+
+def _s_direct(rng: random.Random) -> dict:
+    q, a = rng.choice(FACTS)
+    return {"q": q, "a": a, "t": rng.choice(FILE_TEXTS), "city": rng.choice(["Paris", "Oslo", "Lima", "Tokyo"]),
+            "name": rng.choice(["Sam", "Alex", "Mia", "Noah"]), "hour": rng.randint(5, 9),
+            "company": rng.choice(["Acme", "Globex", "Initech"]), "state": _state(rng)}  # fmt: skip
+
+
+def _v_chat(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    return CHAT_ANSWER[slots["phrase"]], None
+
+
+def _v_repeat(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    return _pick(rng, f"{slots['t']}", f"Sure: {slots['t']}"), slots["t"]
+
+
+def _v_fact(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    return _pick(rng, f"The {slots['q']} is {slots['a']}.", f"It is {slots['a']}."), slots["a"]
+
+
+def _v_unsupported(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    return rng.choice(CANT).format(what=UNSUPPORTED_WHAT[slots["phrase"]]), "can't"
 
 
 # fmt: off
 TEMPLATES: list[Template] = [
+    # ---- single
     Template("calc", "single", ("calculate",), [
-        "What is {expr}?", "Calculate {expr}.", "Compute {expr} for me.", "How much is {expr}?",
-        "Can you work out {expr}?", "Please evaluate {expr}.", "I need the value of {expr}."], _s_calc, _v_calc,
-        heldout=2, weight=2.0),
+        ["What is {expr}?", "How much is {expr}?"], ["Calculate {expr}.", "Compute {expr} for me."],
+        ["Can you work out {expr}?", "Please evaluate {expr}."], ["I need the value of {expr}.", "{expr} = ?"]],
+        _s_calc, _v_calc, weight=2.0),
+    Template("calc_words", "single", ("calculate",), [
+        ["What is {a} {op} {b}?", "How much is {a} {op} {b}?"], ["Calculate {a} {op} {b}.", "Work out {a} {op} {b}."],
+        ["Tell me {a} {op} {b}.", "{a} {op} {b} is what?"]], _s_words, _v_calc_word, weight=1.5),
     Template("calc_mul", "single", ("calculate",), [
-        "I have {a} boxes with {b} items each. How many items in total?",
-        "There are {a} rows of {b} chairs. How many chairs?", "{a} packs of {b} pens: how many pens?",
-        "A shelf holds {b} books and there are {a} shelves. How many books?"], _s_mul, _v_calc_word),
+        ["I have {a} boxes with {b} items each. How many items in total?",
+         "There are {a} rows of {b} chairs. How many chairs?"],
+        ["{a} packs of {b} pens: how many pens?", "A shelf holds {b} books and there are {a} shelves. How many books?"],
+        ["Each of {a} bags has {b} apples. How many apples?"]], _s_mul, _v_calc_word),
     Template("calc_share", "single", ("calculate",), [
-        "Share {a} cookies among {b} kids. How many does each get?",
-        "{a} dollars split between {b} people is how much each?",
-        "If {b} friends split a bill of {a}, what does each pay?"], _s_share, _v_calc_word),
+        ["Share {a} cookies among {b} kids. How many does each get?"],
+        ["{a} dollars split between {b} people is how much each?"],
+        ["If {b} friends split a bill of {a}, what does each pay?"]], _s_share, _v_calc_word),
     Template("convert", "single", ("convert_units",), [
-        "Convert {v} {fu} to {tu}.", "How many {tu} is {v} {fu}?", "What is {v} {fu} in {tu}?",
-        "{v} {fu} in {tu}, please.", "I have {v} {fu}. How much is that in {tu}?"], _s_convert, _v_convert,
-        weight=2.0),
-    Template("run_total", "chain", ("convert_units", "calculate"), [
-        "I ran {a} km and then {b} miles. How many km in total?",
-        "Add {a} km and {b} miles; give the total in km.",
-        "My trip was {a} km plus {b} miles. What is that in km?"], _s_run, _v_run),
-    Template("weigh_total", "chain", ("convert_units", "calculate"), [
-        "One box weighs {a} pounds. How many kg do {n} boxes weigh?",
-        "What do {n} bags of {a} pounds each weigh in kg?",
-        "Total kg for {n} items at {a} pounds each?"], _s_weigh, _v_weigh),
+        ["Convert {v} {fu} to {tu}.", "{v} {fu} in {tu}, please."], ["How many {tu} is {v} {fu}?",
+         "What is {v} {fu} in {tu}?"], ["I have {v} {fu}. How much is that in {tu}?"],
+        ["Express {v} {fu} as {tu}.", "{v} {fu} equals how many {tu}?"]], _s_convert, _v_convert, weight=2.0),
     Template("weekday", "single", ("weekday",), [
-        "What day of the week is {d}?", "Which weekday was {d}?", "{d} falls on which day?",
-        "Tell me the weekday of {d}."], _s_date, _v_weekday),
+        ["What day of the week is {d}?", "Which weekday was {d}?"], ["{d} falls on which day?"],
+        ["Tell me the weekday of {d}.", "Was {d} a Monday or what?"]], _s_date, _v_weekday),
     Template("add_days", "single", ("add_days",), [
-        "What date is {n} days after {d}?", "Add {n} days to {d}.", "Which date comes {n} days after {d}?",
-        "If I start on {d}, what is the date {n} days later?"], _s_date, _v_add_days),
+        ["What date is {n} days after {d}?", "Add {n} days to {d}."], ["Which date comes {n} days after {d}?"],
+        ["If I start on {d}, what is the date {n} days later?", "{d} plus {n} days is which date?"]],
+        _s_date, _v_add_days),
     Template("days_between", "single", ("days_between",), [
-        "How many days from {d} to {d2}?", "Count the days between {d} and {d2}.",
-        "How long is it from {d} until {d2} in days?", "Days between {d} and {d2}?"], _s_date, _v_between),
-    Template("from_today", "chain", ("today", "add_days"), [
-        "What is the date {n} days from today?", "What date will it be in {n} days?",
-        "Give me the date {n} days from now.", "{n} days from today is which date?"], _s_date, _v_from_today),
-    Template("weekday_in", "chain", ("today", "add_days", "weekday"), [
-        "What day of the week will it be in {n} days?", "In {n} days, which weekday is it?",
-        "Which day of the week is {n} days from today?"], _s_date, _v_weekday_in, weight=0.7),
+        ["How many days from {d} to {d2}?", "Days between {d} and {d2}?"], ["Count the days between {d} and {d2}."],
+        ["How long is it from {d} until {d2} in days?", "What is the gap in days from {d} to {d2}?"]],
+        _s_date, _v_between),
     Template("cat", "single", ("cat",), [
-        "What's in {path}?", "Show me {path}.", "Read {path} for me.", "Open {path}.",
-        "What does {path} say?"], _s_file, _v_cat),
+        ["What's in {path}?", "What does {path} say?"], ["Show me {path}.", "Open {path}."], ["Read {path} for me."],
+        ["Print the contents of {path}.", "Let me see {path}."]], _s_file, _v_cat),
     Template("ls", "single", ("ls",), [
-        "Which files are in {folder}?", "List the files in {folder}.", "What is inside {folder}?",
-        "Show the contents of the folder {folder}."], _s_file, _v_ls, weight=0.7),
-    Template("cat_lost", "error", ("cat", "ls"), [
-        "Open my file {name}.", "What does {name} say?", "Read {name} for me.", "Show me {name}, wherever it is."],
-        _s_file, _v_cat_lost, weight=1.2),
-    Template("write_cat", "chain", ("write", "cat"), [
-        "Write '{text}' to {path}, then read it back.", "Save '{text}' in {path} and show me the file.",
-        "Put '{text}' into {path} and check it."], _s_write, _v_write_cat),
+        ["Which files are in {folder}?", "List the files in {folder}."], ["What is inside {folder}?"],
+        ["Show the contents of the folder {folder}.", "What do I have under {folder}?"]], _s_file, _v_ls, weight=0.7),
     Template("note_get", "single", ("note_get",), [
-        "What is my {key}?", "Remind me of my {key}.", "Look up my {key}.", "Do you know my {key}?"],
-        _s_note, _v_note_get),
+        ["What is my {key}?", "Look up my {key}."], ["Remind me of my {key}."],
+        ["Do you know my {key}?", "I forgot my {key}, what was it?"]], _s_note, _v_note_get),
     Template("note_save", "single", ("note_save",), [
-        "Remember that my {key} is {value}.", "Save a note: {key} is {value}.", "Note down my {key}: {value}.",
-        "Please store {value} as my {key}."], _s_note_save, _v_note_save),
+        ["Remember that my {key} is {value}.", "Save a note: {key} is {value}."], ["Note down my {key}: {value}."],
+        ["Please store {value} as my {key}.", "Keep in mind: my {key} is {value}."]], _s_note_save, _v_note_save),
+    # ---- chain
+    Template("run_total", "chain", ("convert_units", "calculate"), [
+        ["I ran {a} km and then {b} miles. How many km in total?"], ["Add {a} km and {b} miles; give the total in km."],
+        ["My trip was {a} km plus {b} miles. What is that in km?"]], _s_run, _v_run),
+    Template("weigh_total", "chain", ("convert_units", "calculate"), [
+        ["One box weighs {a} pounds. How many kg do {n} boxes weigh?"],
+        ["What do {n} bags of {a} pounds each weigh in kg?"], ["Total kg for {n} items at {a} pounds each?"]],
+        _s_weigh, _v_weigh),
+    Template("from_today", "chain", ("today", "add_days"), [
+        ["What is the date {n} days from today?", "What date will it be in {n} days?"],
+        ["Give me the date {n} days from now."], ["{n} days from today is which date?"]], _s_date, _v_from_today),
+    Template("weekday_in", "chain", ("today", "add_days", "weekday"), [
+        ["What day of the week will it be in {n} days?"], ["In {n} days, which weekday is it?"],
+        ["Which day of the week is {n} days from today?"]], _s_date, _v_weekday_in, weight=0.7),
+    Template("write_cat", "chain", ("write", "cat"), [
+        ["Write '{text}' to {path}, then read it back."], ["Save '{text}' in {path} and show me the file."],
+        ["Put '{text}' into {path} and check it."]], _s_write, _v_write_cat),
     Template("calc_note", "chain", ("calculate", "note_save"), [
-        "Compute {expr} and save it as {key}.", "Work out {expr}, then store the result under {key}.",
-        "Save the value of {expr} as my {key}."], _s_calc_note, _v_calc_note),
-    Template("chat", "chat", (), ["{q}"], _s_chat, _v_chat, heldout=0, weight=1.2),
+        ["Compute {expr} and save it as {key}."], ["Work out {expr}, then store the result under {key}."],
+        ["Save the value of {expr} as my {key}."]], _s_calc_note, _v_calc_note),
+    # ---- parallel (several calls in one turn)
+    Template("calc_pair", "parallel", ("calculate",), [
+        ["What are {e1} and {e2}?", "Calculate {e1} and {e2}."], ["Work out both {e1} and {e2}."],
+        ["I need {e1} as well as {e2}."]], _s_pair_calc, _v_pair_calc),
+    Template("convert_pair", "parallel", ("convert_units",), [
+        ["Convert {v1} {fu1} to {tu1} and {v2} {fu2} to {tu2}."], ["What is {v1} {fu1} in {tu1}, and {v2} {fu2} in {tu2}?"],
+        ["Two conversions: {v1} {fu1} to {tu1}, {v2} {fu2} to {tu2}."]], _s_pair_convert, _v_pair_convert),
+    Template("weekday_pair", "parallel", ("weekday",), [
+        ["Which weekdays are {d} and {d2}?"], ["What days of the week are {d} and {d2}?"],
+        ["Tell me the weekdays of {d} and of {d2}."]], _s_pair_date, _v_pair_weekday),
+    Template("cat_pair", "parallel", ("cat",), [
+        ["Read {p1} and {p2}."], ["What do {p1} and {p2} say?"], ["Show me both {p1} and {p2}."]],
+        _s_pair_file, _v_pair_cat),
+    # ---- error and recovery
+    Template("cat_lost", "error", ("cat", "ls"), [
+        ["Open my file {name}.", "What does {name} say?"], ["Read {name} for me."],
+        ["Show me {name}, wherever it is.", "Find {name} and read it."]], _s_file, _v_cat_lost, weight=1.2),
+    Template("note_fuzzy", "error", ("note_get",), [
+        ["What is my {key}?", "Look up my {key}."], ["Remind me of my {key} note."],
+        ["Do you have my {key} saved?"]], _s_note_fuzzy, _v_note_fuzzy),
+    Template("missing_file", "error", ("cat",), [
+        ["What's in {path}?", "Read {path}."], ["Show me {path}."], ["Open {path} for me."]],
+        _s_missing, _v_missing, weight=0.8),
+    # ---- follow-ups (later turns refer to earlier results)
+    Template("calc_then", "followup", ("calculate",), [
+        ["What is {expr}?", "Calculate {expr}."], ["Compute {expr} for me."], ["I need the value of {expr}."]],
+        _s_calc_then, _v_calc_then, weight=1.5),
+    Template("convert_then", "followup", ("convert_units",), [
+        ["Convert {v} {fu} to {tu}."], ["How many {tu} is {v} {fu}?"], ["I have {v} {fu}. How much is that in {tu}?"]],
+        _s_convert_then, _v_convert_then),
+    Template("days_then_weekday", "followup", ("add_days", "weekday"), [
+        ["What date is {n} days after {d}?"], ["Add {n} days to {d}."], ["If I start on {d}, what is the date {n} days later?"]],
+        _s_date_then, _v_days_then_weekday),
+    Template("weekday_then_days", "followup", ("weekday", "add_days"), [
+        ["What day of the week is {d}?"], ["Which weekday was {d}?"], ["Tell me the weekday of {d}."]],
+        _s_date_then, _v_weekday_then_days, weight=0.7),
+    Template("calc_then_save", "followup", ("calculate", "note_save"), [
+        ["What is {expr}?"], ["Calculate {expr}."], ["Work out {expr}."]], _s_calc_note, _v_calc_then_save),
+    Template("ls_then_cat", "followup", ("ls", "cat"), [
+        ["Which files are in {folder}?"], ["List the files in {folder}."], ["What is inside {folder}?"]],
+        _s_file, _v_ls_then_cat),
+    Template("save_then_get", "followup", ("note_save", "note_get"), [
+        ["Remember that my {key} is {value}."], ["Save a note: {key} is {value}."], ["Note down my {key}: {value}."]],
+        _s_note_save, _v_save_then_get, weight=0.7),
+    Template("calc_thanks", "followup", ("calculate",), [
+        ["What is {expr}?"], ["Compute {expr} for me."], ["How much is {expr}?"]], _s_calc_thanks, _v_calc_thanks, weight=0.6),
+    # ---- no tool needed
+    Template("chat", "direct", (), [[q for q, _ in fam] for fam in CHAT_FAMILIES], _s_direct, _v_chat,
+             weight=1.2, wrap=False),
+    Template("repeat", "direct", (), [
+        ["Repeat after me: {t}", "Say this back to me: {t}"], ["Echo '{t}'.", "Please repeat '{t}'."],
+        ["Can you say '{t}' back?"]], _s_direct, _v_repeat, weight=0.6),
+    Template("fact", "direct", (), [
+        ["What is the {q}?", "Tell me the {q}."], ["Do you know the {q}?"], ["Quick one: the {q}?"]],
+        _s_direct, _v_fact, weight=0.8),
+    # ---- no tool can serve
+    Template("unsupported", "unsupported", (), [[q for q, _ in fam] for fam in UNSUPPORTED], _s_direct,
+             _v_unsupported, heldout=2, weight=1.5),
+]
+# Wrappers around a first request, in families ((prefix, suffix) pairs); the last HELDOUT_WRAPPERS are eval-only.
+WRAPPERS: list[list[tuple[str, str]]] = [
+    [("Hey! ", ""), ("Hi. ", ""), ("Hello! ", "")],
+    [("Quick question: ", ""), ("One thing: ", "")],
+    [("", " Thanks!"), ("", " Thank you.")],
+    [("Please help me. ", ""), ("", " Please.")],
+    [("I have a question. ", ""), ("Can you help? ", "")],
+    [("Could you help me out? ", ""), ("", " Much appreciated!")],
 ]
 # fmt: on
+HELDOUT_WRAPPERS = 1
 TEMPLATE_BY_NAME = {t.name: t for t in TEMPLATES}
+HELDOUT: frozenset[str] = frozenset(
+    [f"{t.name}/{f}" for t in TEMPLATES for f in range(len(t.paraphrases) - t.heldout, len(t.paraphrases))]
+    + [f"wrap/{f}" for f in range(len(WRAPPERS) - HELDOUT_WRAPPERS, len(WRAPPERS))]
+    + [f"{k}/{len(v) - 1}" for k, v in FOLLOWUPS.items()]
+)  # every phrasing id that only eval episodes use
+WITHHOLD = 0.08  # training: share of single-tool tasks whose tool is not offered (answered "can't")
+THINKING = 0.5  # share of episodes in the thinking rendering
+ALL_TOOLS = 0.4  # training: share of episodes that offer every tool (the others: needed + random distractors)
+
+# The short reasoning of the thinking rendering: what each tool is for, and one sentence per kind of step.
+PURPOSE = {"calculate": "This needs arithmetic", "convert_units": "This is a unit conversion",
+           "today": "I need today's date", "add_days": "I need to add days to a date",
+           "days_between": "I need the days between two dates", "weekday": "I need a weekday",
+           "note_save": "This should be saved as a note", "note_get": "I need a saved note",
+           "ls": "I need to list a folder", "cat": "I need to read a file", "write": "I need to write a file"}  # fmt: skip
 
 
-def _user_text(template: Template, para: int, slots: dict) -> str:
-    return template.paraphrases[para].format(**slots)
+class Transcript:
+    """What a solver writes: tool calls really executed in `env`, intermediate answers and follow-up requests."""
+
+    def __init__(
+        self, env: ToolEnv, allowed: Sequence[str], task: str, rng: random.Random, held: bool
+    ) -> None:
+        self.env, self.allowed, self.rng, self.held = env, set(allowed), rng, held
+        self.messages: list[dict] = [{"role": "user", "content": task}]
+        self.phrasing: list[str] = []
+
+    def __call__(self, name: str, args: dict) -> Any:
+        return self.many((name, args))[0]
+
+    def many(self, *calls: tuple[str, dict]) -> list[Any]:
+        """Several calls in one assistant turn; their results in order."""
+        assert all(n in self.allowed for n, _ in calls), calls
+        fns = [{"type": "function", "function": {"name": n, "arguments": a}} for n, a in calls]
+        self.messages.append({"role": "assistant", "content": "", "tool_calls": fns})
+        out = []
+        for n, a in calls:
+            res = self.env.call(n, a)
+            self.messages.append({"role": "tool", "content": res})
+            parsed = json.loads(res)
+            out.append(parsed.get("result", parsed))
+        return out
+
+    def answer(self, text: str) -> None:
+        self.messages.append({"role": "assistant", "content": text})
+
+    def user(self, text: str) -> None:
+        self.messages.append({"role": "user", "content": text})
+
+    def phrase(self, name: str) -> str:
+        """A follow-up phrasing: the held-out one in a held-out episode, else one of the others."""
+        options = FOLLOWUPS[name]
+        i = len(options) - 1 if self.held else self.rng.randrange(len(options) - 1)
+        self.phrasing.append(f"{name}/{i}")
+        return options[i]
+
+
+def _thought(messages: list[dict], i: int, kind: str) -> str:
+    """One sentence of reasoning for assistant message i, from what it does and what came before."""
+    m, prev = messages[i], messages[i - 1]
+    err = json.loads(prev["content"]).get("error") if prev["role"] == "tool" else None
+    calls_before = [c["function"]["name"] for x in messages[:i] for c in x.get("tool_calls") or []]
+    prev_name = calls_before[-1] if calls_before else None
+    names = [c["function"]["name"] for c in m.get("tool_calls") or []]
+    if len(names) > 1:
+        what = f"{names[0]} {len(names)} times" if len(set(names)) == 1 else " and ".join(names)
+        return f"These are independent, so I call {what} at once."
+    if names and err:
+        return f"That failed, so I call {names[0]} {'again' if names[0] == prev_name else 'instead'}."
+    if names:
+        return f"{PURPOSE[names[0]]}, so I call {names[0]}."
+    if kind == "unsupported":
+        return "None of my tools can do this, so I say so."
+    if err:
+        return "The tool reported an error, so I tell the user."
+    if prev["role"] == "user":
+        return "No tool is needed here, so I answer directly."
+    return "I have the result, so I answer."
+
+
+def _offer(rng: random.Random, needed: Sequence[str], mode: str, withhold: bool) -> list[str]:
+    """Tool names to offer: every tool ("all"), or the needed ones plus random distractors (often all of them);
+    `withhold`: a random set without the needed ones."""
+    others = [t for t in TOOL_NAMES if t not in needed]
+    if withhold:
+        names = rng.sample(others, rng.randint(1, len(others)))
+    elif mode == "all" or rng.random() < ALL_TOOLS:
+        names = list(TOOL_NAMES)
+    else:
+        names = list(needed) + rng.sample(others, rng.randint(0, len(others)))
+    rng.shuffle(names)
+    return names
 
 
 def episode_seed(seed: int, split: Split, i: int) -> int:
@@ -434,31 +875,58 @@ def episode_seed(seed: int, split: Split, i: int) -> int:
     return int.from_bytes(hashlib.sha256(f"edgeport:{split}:{seed}:{i}".encode()).digest()[:8], "little")
 
 
-def build_episode(template: Template, para: int, ep_seed: int) -> Episode:
-    """Sample slots, run the solver against a real ToolEnv, and record the messages it produced."""
+def build_episode(
+    template: Template,
+    family: int,
+    para: int,
+    ep_seed: int,
+    tools: str = "random",
+    thinking: bool = False,
+    wrapper: tuple[int, int] | None = None,
+    held: bool = False,
+    withhold: bool = False,
+) -> Episode:
+    """Sample slots, run the solver against a real ToolEnv, and record the messages it produced.
+
+    tools: "all" offers every tool, "random" the needed ones plus distractors; withhold: offer none of the
+    needed tools, so the answer is that it cannot be done. wrapper: (family, index) into WRAPPERS.
+    held: use the held-out follow-up phrasings. thinking: give every assistant turn a short <think> block."""
     rng = random.Random(ep_seed)
     slots = template.sample(rng)
+    slots["phrase"] = template.paraphrases[family][para]
     env = ToolEnv(slots["state"])
-    task = _user_text(template, para, slots)
-    messages: list[dict] = [{"role": "user", "content": task}]
-
-    def call(name: str, args: dict) -> Any:
-        assert name in template.tools, (template.name, name)
-        out = env.call(name, args)
-        fn = {"name": name, "arguments": args}
-        messages.append(
-            {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": fn}]}
-        )
-        messages.append({"role": "tool", "content": out})
-        parsed = json.loads(out)
-        return parsed.get("result", parsed)
-
-    final, answer = template.solve(slots, call, rng)
-    messages.append({"role": "assistant", "content": final})
+    task = slots["phrase"].format(**slots)
+    phrasing = [f"{template.name}/{family}"]
+    if wrapper is not None:
+        prefix, suffix = WRAPPERS[wrapper[0]][wrapper[1]]
+        task = prefix + task + suffix
+        phrasing.append(f"wrap/{wrapper[0]}")
+    tr = Transcript(env, template.tools, task, rng, held)
+    final, answer = template.solve(slots, tr, rng)
+    tr.answer(final)
     if slots.get("expect") is not None:
         assert answer == slots["expect"], (template.name, answer, slots["expect"])
-    ep = Episode(messages, schemas(template.tools) if template.tools else None, answer, task, slots["state"],
-                 f"{template.name}/{para}", ep_seed, template.kind, slots.get("expect_state", {}))  # fmt: skip
+    messages, kind, expect_state = tr.messages, template.kind, slots.get("expect_state", {})
+    if withhold:  # the same request, but none of its tools is offered
+        needs = " and ".join(template.tools)
+        final = rng.choice([f"I can't do that here: it needs {needs}, which I don't have.",
+                            f"Sorry, I can't: no {needs} tool is available."])  # fmt: skip
+        messages, kind, answer, expect_state = (
+            [messages[0], {"role": "assistant", "content": final}],
+            "unsupported",
+            "can't",
+            {},
+        )
+    offered = _offer(random.Random(ep_seed ^ 0x70015), template.tools, tools, withhold)
+    if thinking:
+        thoughts = {
+            i: _thought(messages, i, kind) for i, m in enumerate(messages) if m["role"] == "assistant"
+        }
+        for i, t in thoughts.items():
+            messages[i]["content"] = f"{THINK_START}\n{t}\n{THINK_END}\n\n" + messages[i]["content"]
+    ep = Episode(messages, schemas(offered) if offered else None, answer, task, slots["state"],
+                 f"{template.name}/{family}.{para}", ep_seed, kind, expect_state, thinking,
+                 phrasing + tr.phrasing)  # fmt: skip
     verify_episode(ep)
     return ep
 
@@ -468,37 +936,52 @@ def verify_episode(ep: Episode) -> None:
     env = ToolEnv(ep.env_state)
     msgs = ep.messages
     for i, m in enumerate(msgs):
-        for tc in m.get("tool_calls") or []:
+        for k, tc in enumerate(m.get("tool_calls") or []):
             fn = tc["function"]
             out = env.call(fn["name"], fn["arguments"])
-            if msgs[i + 1] != {"role": "tool", "content": out}:
+            if i + 1 + k >= len(msgs) or msgs[i + 1 + k] != {"role": "tool", "content": out}:
                 raise AssertionError(
-                    f"{ep.template}: replay of {fn['name']} gave {out}, transcript {msgs[i + 1]}"
+                    f"{ep.template}: replay of {fn['name']} gave {out}, not the transcript's"
                 )
     if not state_matches(env, ep.expect_state):
         raise AssertionError(f"{ep.template}: final state does not hold {ep.expect_state}")
-    if ep.answer is not None and not answer_matches(msgs[-1]["content"], ep.answer):
-        raise AssertionError(f"{ep.template}: final text {msgs[-1]['content']!r} lacks answer {ep.answer!r}")
+    final = strip_reasoning(msgs[-1]["content"])
+    if ep.answer is not None and not answer_matches(final, ep.answer):
+        raise AssertionError(f"{ep.template}: final text {final!r} lacks answer {ep.answer!r}")
 
 
-def generate_episodes(n: int, seed: int = 0, split: Split = "train") -> list[Episode]:
-    """`n` deterministic episodes. Train uses only non-held-out paraphrases; eval uses its own seed stream and
-    picks a held-out paraphrase half of the time (every template with held-out paraphrases)."""
+def generate_episodes(
+    n: int, seed: int = 0, split: Split = "train", tools: str | None = None
+) -> list[Episode]:
+    """`n` deterministic episodes (see the module docstring).
+
+    train: templates by weight, only non-held-out phrasings, tools "random" (needed + distractors, often all);
+    eval: its own seed stream, kinds in turn (equal counts), held-out phrasings in about half of the episodes,
+    tools "all". `tools` ("all" | "random") overrides the split's default."""
     split = {"val": "eval", "heldout": "eval", "test": "eval"}.get(split, split)
     if split not in ("train", "eval"):
         raise EdgeportError(f"split must be 'train' or 'eval', got {split!r}")
-    weights = [t.weight for t in TEMPLATES]
+    mode = tools or ("all" if split == "eval" else "random")
+    if mode not in ("all", "random"):
+        raise EdgeportError(f"tools must be 'all' or 'random', got {mode!r}")
     out = []
     for i in range(n):
         s = episode_seed(seed, split, i)
         rng = random.Random(s ^ 0x5EED)
-        t = rng.choices(TEMPLATES, weights)[0]
-        k = len(t.paraphrases) - t.heldout
-        if split == "eval" and t.heldout and rng.random() < 0.5:
-            para = rng.randrange(k, len(t.paraphrases))
-        else:
-            para = rng.randrange(k)
-        out.append(build_episode(t, para, s))
+        pool = [t for t in TEMPLATES if split == "train" or t.kind == KINDS[i % len(KINDS)]]
+        t = rng.choices(pool, [t.weight for t in pool])[0]
+        held = split == "eval" and rng.random() < 0.5
+        n_seen = len(t.paraphrases) - t.heldout
+        family = rng.randrange(n_seen, len(t.paraphrases)) if held and t.heldout else rng.randrange(n_seen)
+        para = rng.randrange(len(t.paraphrases[family]))
+        wrapper = None
+        if t.wrap and rng.random() < 0.5:
+            n_wseen = len(WRAPPERS) - HELDOUT_WRAPPERS
+            wf = rng.randrange(n_wseen, len(WRAPPERS)) if held else rng.randrange(n_wseen)
+            wrapper = (wf, rng.randrange(len(WRAPPERS[wf])))
+        thinking = rng.random() < THINKING
+        withhold = split == "train" and mode == "random" and t.kind == "single" and rng.random() < WITHHOLD
+        out.append(build_episode(t, family, para, s, mode, thinking, wrapper, held, withhold))
     return out
 
 
