@@ -830,7 +830,8 @@ def convert_to_ort(folder: Path) -> None:
 
     make_options = tool._create_session_options  # the tool has no parameter for extra session config entries
 
-    with tempfile.TemporaryDirectory(prefix="edgeport-ort-") as tmp:
+    # scratch inside the export's own temporary folder: a killed run's is collected with it by the next run
+    with tempfile.TemporaryDirectory(prefix=".ort-scratch-", dir=folder) as tmp:
         tmp = Path(tmp)
         for name in ("model.onnx", "model.onnx.data"):
             if (folder / name).is_file():
@@ -911,7 +912,7 @@ def _export(
 ) -> Path:
     with (
         atomic_dir(out_dir, marker="genai_config.json") as tmp,
-        tempfile.TemporaryDirectory(prefix="edgeport-onnx-q-") as qtmp,
+        tempfile.TemporaryDirectory(prefix=".quantized-", dir=tmp) as qtmp,  # collected with tmp after a kill
     ):
         stages.set_postfix_str("open weights")
         w = Weights(model_dir, precision, Path(qtmp) / "q", progress=progress)
