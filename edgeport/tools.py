@@ -69,6 +69,7 @@ MAX_EXPRESSION = 200
 MAX_INT_DIGITS = 100
 MAX_ROUND_DIGITS = 15
 MAX_SECONDS = 0.5
+MAX_ARGUMENT_CHARS = 100_000  # any tool's argument: notes and files stay bounded in memory
 
 
 def _round(x: Any, ndigits: Any = None) -> Any:
@@ -294,6 +295,8 @@ class ToolEnv:
             extra = [k for k in arguments if k not in spec["properties"]]
             if missing or extra:
                 raise ValueError(f"missing {missing}" if missing else f"unexpected {extra}")
+            if any(len(str(v)) > MAX_ARGUMENT_CHARS for v in arguments.values()):
+                raise ValueError(f"argument longer than {MAX_ARGUMENT_CHARS} characters")
             out = dumps({"result": getattr(self, "_" + name)(**arguments)})
         except (ValueError, TypeError, OverflowError, RecursionError) as e:
             out = dumps({"error": str(e)})
