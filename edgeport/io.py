@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -81,13 +82,12 @@ def collect_leftovers(path: str | Path) -> list[Path]:
     removed = []
     if not path.parent.is_dir():
         return removed
-    head = f".{path.name}."
+    # exactly the names mkstemp/mkdtemp give: .NAME.PID.<8 of [a-z0-9_]>.tmp (older edgeports: without the PID)
+    ours = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)\.)?[a-z0-9_]{{8}}\.tmp")
     for p in path.parent.iterdir():
-        if not (p.name.startswith(head) and p.name.endswith(".tmp")):
-            continue
-        pid = p.name[len(head) :].split(".", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
-            continue  # a running writer's temporary (a temporary without a PID is from an older edgeport)
+        m = ours.fullmatch(p.name)
+        if m is None or (m.group(1) is not None and _alive(int(m.group(1)))):
+            continue  # not an edgeport temporary, or a running writer's
         _remove_any(p)
         removed.append(p)
     old = path.with_name(f".{path.name}.old")

@@ -146,14 +146,15 @@ def test_an_earlier_edgeport_output_is_replaced(model: Path, tmp_path: Path) -> 
 
 def test_leftovers_of_dead_writers_are_collected_and_a_moved_aside_output_restored(tmp_path: Path) -> None:
     out = tmp_path / "F.gguf"
-    dead = tmp_path / ".F.gguf.999999999.abc.tmp"  # no such PID
-    alive = tmp_path / f".F.gguf.{os.getpid()}.abc.tmp"  # a writer still running
-    legacy = tmp_path / ".F.gguf.k2j3_x.tmp"  # an older edgeport's name, without a PID
-    for p in (dead, alive, legacy):
+    dead = tmp_path / ".F.gguf.999999999.abcd_123.tmp"  # no such PID
+    alive = tmp_path / f".F.gguf.{os.getpid()}.abcd_123.tmp"  # a writer still running
+    legacy = tmp_path / ".F.gguf.k2j3_xyz.tmp"  # an older edgeport's name, without a PID
+    users = tmp_path / ".F.gguf.my notes.tmp"  # not a name edgeport makes: never touched
+    for p in (dead, alive, legacy, users):
         p.write_bytes(b"partial")
-    (tmp_path / ".exp.999999999.q.tmp").mkdir()
+    (tmp_path / ".exp.999999999.qqqqqqqq.tmp").mkdir()
     assert sorted(collect_leftovers(out)) == sorted([dead, legacy])
-    assert alive.exists()
+    assert alive.exists() and users.exists()
     # a kill between atomic_dir's two renames: the previous output sits at .NAME.old and NAME is gone
     old = tmp_path / ".exp.old"
     old.mkdir()
@@ -162,7 +163,7 @@ def test_leftovers_of_dead_writers_are_collected_and_a_moved_aside_output_restor
         assert (tmp_path / "exp" / "manifest.json").is_file()  # restored before the new one is built
         (tmp / "manifest.json").write_text('{"new": 1}')
     assert json.loads((tmp_path / "exp" / "manifest.json").read_text()) == {"new": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "exp"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, users.name, "exp"])
 
 
 def test_library_refuses_too(tmp_path: Path) -> None:
