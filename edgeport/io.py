@@ -170,10 +170,10 @@ def atomic_dir(path: str | Path, marker: str | None = None, owned: bool = False)
         os.chmod(tmp, 0o777 & ~_umask())
         if path.exists():
             old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_any(old)
             os.replace(path, old)
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_any(old)  # a symbolic link --out pointed at is unlinked, never followed
         else:
             os.replace(tmp, path)
     except OSError as e:
