@@ -39,6 +39,18 @@ SPECIAL_TOKENS: list[str] = [
     TOOL_DESC_END,
 ]
 
+# Added to the vocabulary but not special, as in other tool-calling models' tokenizers (Qwen's <tool_call>, <think>):
+# single ids that stay in decoded text (skip_special_tokens keeps them) and are USER_DEFINED rather than CONTROL in
+# the GGUF, so a client or an OpenAI-style server sees the call and the reasoning and can parse them.
+TEXT_MARKERS: list[str] = [
+    THINK_START,
+    THINK_END,
+    TOOL_CALL_START,
+    TOOL_CALL_END,
+    TOOL_RESPONSE_START,
+    TOOL_RESPONSE_END,
+]
+
 EMPTY_THINK = "<think>\n\n</think>\n\n"
 TOOLS_HEADER = (
     "<|begin_of_tool_description|>Tool calling capabilities.\nYou may call one or more functions to assist "

@@ -8,7 +8,9 @@ LLAMA_VOCAB_PRE_TYPE_YOUTU), so the GGUF tokenizes token-for-token like transfor
      letter" (unicode.cpp, k_ucat_enum), so its upper/lower-case parts degenerate to [\\p{L}\\p{M}]+ and camelCase
      words stay one pre-token. WORD_REGEX is written in that effective form so both runtimes agree.
 BPE uses ignore_merges (a pre-token that is itself in the vocab is emitted whole), like llama.cpp's youtu vocab.
-The chat control tokens (chat.SPECIAL_TOKENS) take the last ids, so bos = vocab_size - len(SPECIAL_TOKENS).
+The chat control tokens (chat.SPECIAL_TOKENS) take the last ids, so bos = vocab_size - len(SPECIAL_TOKENS); the
+text markers among them (chat.TEXT_MARKERS: <think>, <tool_call>, <tool_response> and their closing forms) are
+added but not special, so decoded text keeps them and the GGUF marks them USER_DEFINED.
 """
 
 from __future__ import annotations
@@ -85,9 +87,11 @@ def train_tokenizer(
         tok = tokenizers.Tokenizer.from_str(json.dumps(state))
     n_fill = vocab_size - n_special - tok.get_vocab_size(with_added_tokens=True)
     fill = [RESERVED.format(i) for i in range(n_fill)]  # small corpora cannot reach the requested size
-    tok.add_special_tokens(
-        [AddedToken(s, special=True, normalized=False) for s in fill + chat.SPECIAL_TOKENS]
-    )
+    for s in fill + chat.SPECIAL_TOKENS:  # one at a time: ids in this order, each with its own special flag
+        if s in chat.TEXT_MARKERS:
+            tok.add_tokens([AddedToken(s, special=False, normalized=False)])
+        else:
+            tok.add_special_tokens([AddedToken(s, special=True, normalized=False)])
     assert tok.get_vocab_size(with_added_tokens=True) == vocab_size
     return tok
 
@@ -152,7 +156,8 @@ class Tokenizer:
         self._literal: tokenizers.Tokenizer | None = None  # same tokenizer, special tokens encoded as text
 
     def encode(self, text: str, parse_special: bool = True) -> list[int]:
-        """Token ids of `text`; never adds BOS. parse_special=False encodes control-token strings as plain text."""
+        """Token ids of `text`; never adds BOS. parse_special=False encodes control-token strings as plain text;
+        the text markers (chat.TEXT_MARKERS) stay single ids either way, as llama.cpp treats USER_DEFINED tokens."""
         if parse_special:
             return self.hf.encode(text, add_special_tokens=False).ids
         if self._literal is None:

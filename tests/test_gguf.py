@@ -121,7 +121,11 @@ def test_metadata_matches_llamacpp_youtu_mapping(hf_checkpoint, tmp_path):
     assert fields["tokenizer.ggml.bos_token_id"].contents() == tok.bos_id
     assert fields["tokenizer.ggml.eos_token_id"].contents() == tok.eos_id
     types = fields["tokenizer.ggml.token_type"].contents()
-    assert all(types[tok.special_ids[s]] == gguf.TokenType.CONTROL for s in chat.SPECIAL_TOKENS)
+    added = json.loads((folder / "tokenizer.json").read_text())["added_tokens"]
+    for t in added:  # each added token's special flag, carried as the tokenizer has it
+        assert types[t["id"]] == (gguf.TokenType.CONTROL if t["special"] else gguf.TokenType.USER_DEFINED)
+    markers = {tok.special_ids[s] for s in chat.TEXT_MARKERS}  # edgeport's trained tokenizers: text markers
+    assert {t["id"] for t in added if not t["special"]} == markers
     t = _tensors(out)
     H, dn, dv = cfg.num_attention_heads, cfg.qk_nope_head_dim, cfg.v_head_dim
     assert tuple(t["blk.0.attn_k_b.weight"].shape) == (dn, r, H)  # ggml ne order

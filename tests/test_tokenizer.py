@@ -85,9 +85,17 @@ def test_special_tokens_are_single_ids(tok: Tokenizer) -> None:
         assert tok.encode(s) == [tok.special_ids[s]]
         assert tok.token_to_id(s) == tok.special_ids[s]
         literal = tok.encode(s, parse_special=False)
-        assert len(literal) > 1 and tok.decode(literal) == s
+        if s in chat.TEXT_MARKERS:  # added, not special: a token in any text (llama.cpp's USER_DEFINED)
+            assert literal == [tok.special_ids[s]]
+        else:
+            assert len(literal) > 1 and tok.decode(literal) == s
     ids = tok.encode("a<|User|>b")
     assert tok.special_ids[chat.USER] in ids and tok.decode(ids, skip_special=True) == "ab"
+    # a tool call survives decoding that skips special tokens (what OpenAI-style servers and pipelines do)
+    call = chat.format_tool_call("calculate", {"expression": "17 * 23"})
+    ids = tok.encode(chat.THINK_START + "\nx\n" + chat.THINK_END + call + chat.EOS)
+    assert tok.decode(ids, skip_special=True) == chat.THINK_START + "\nx\n" + chat.THINK_END + call
+    assert tok.special_ids[chat.TOOL_CALL_START] in ids and tok.special_ids[chat.TOOL_CALL_END] in ids
 
 
 @pytest.mark.parametrize("text", MIXED)
@@ -111,6 +119,8 @@ def test_transformers_loads_it_offline(tokenizer_dir: Path, tok: Tokenizer) -> N
         assert ids == tok.encode(text)
         assert hf.decode(ids) == tok.decode(ids) == text
     assert set(hf.all_special_ids) >= {tok.bos_id, tok.eos_id}
+    call = chat.format_tool_call("calculate", {"expression": "17 * 23"})
+    assert hf.decode(hf(call + chat.EOS)["input_ids"], skip_special_tokens=True) == call
     assert hf.convert_ids_to_tokens(tok.special_ids[chat.THINK_END]) == chat.THINK_END
 
 
@@ -126,8 +136,8 @@ def test_save_keeps_other_files_and_load_errors(tmp_path: Path, tokenizer_dir: P
     cfg = json.loads((folder / "tokenizer_config.json").read_text())
     assert cfg["model_max_length"] == 512 and cfg["add_bos_token"] is False
     assert cfg["tokenizer_class"] == "PreTrainedTokenizerFast" and cfg["chat_template"] == chat.CHAT_TEMPLATE
-    specials = {v["content"] for v in cfg["added_tokens_decoder"].values() if v["special"]}
-    assert specials >= set(chat.SPECIAL_TOKENS)
+    flags = {v["content"]: v["special"] for v in cfg["added_tokens_decoder"].values()}
+    assert all(flags[s] == (s not in chat.TEXT_MARKERS) for s in chat.SPECIAL_TOKENS)
     fresh = tmp_path / "new" / "dir"
     save_tokenizer(load_tokenizer(tokenizer_dir).hf, fresh)  # creates the folder
     assert load_tokenizer(fresh).encode("hi 123") == load_tokenizer(tokenizer_dir).encode("hi 123")
@@ -179,6 +189,9 @@ def test_llama_cpp_tokenizes_identically(tmp_path: Path) -> None:
         *MIXED,
         *("".join(rng.choice(words) + rng.choice(["", " ", "\n"]) for _ in range(8)) for _ in range(300)),
     ]
+    # the text markers are USER_DEFINED: llama.cpp shows them when it detokenizes, and drops control tokens
+    call = chat.format_tool_call("calculate", {"expression": "17 * 23"})
+    assert llm.detokenize(tok.encode(chat.THINK_START + call + chat.EOS)).decode() == chat.THINK_START + call
     for text in texts:
         assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok.encode(text), repr(text)
         assert llm.tokenize(text.encode(), add_bos=False, special=False) == tok.encode(
