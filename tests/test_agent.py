@@ -129,6 +129,30 @@ def test_malformed_output_is_handled(tok, eps: list[D.Episode]) -> None:
     assert A.run_episode(scripted("x"), tok, ep, max_context=10).reason == "context"
 
 
+def test_no_tool_kinds_follow_ups_and_reasoning(tok, eps: list[D.Episode]) -> None:
+    """A call in a no-tool episode fails it even with the right words; a follow-up turn is played after the model's
+    answer to the first; the scored answer is the text after the model's </think>."""
+
+    def scripted(*texts: str):
+        queue = list(texts)
+        return lambda ids, n, stop=(): tok.encode(queue.pop(0))[:n] if queue else []
+
+    ep = next(e for e in eps if e.kind == "unsupported")
+    call = chat.format_tool_call("calculate", {"expression": "1 + 1"})
+    assert A.run_episode(scripted("I can't." + chat.EOS), tok, ep).success
+    assert not A.run_episode(scripted(call, "I can't." + chat.EOS), tok, ep).success
+    think = f"{chat.THINK_START}\nthe answer is {ep.answer}\n{chat.THINK_END}\n\n"
+    ep = next(e for e in eps if e.kind == "single" and isinstance(e.answer, int | float))
+    assert not A.run_episode(
+        scripted(think + "No idea." + chat.EOS), tok, ep
+    ).success  # reasoning is not scored
+    ep = next(e for e in eps if e.template.startswith("calc_then/"))
+    users = [m["content"] for m in ep.messages if m["role"] == "user"]
+    res = A.run_episode(scripted("It is 1." + chat.EOS, f"{ep.answer}{chat.EOS}"), tok, ep)
+    assert [m["content"] for m in res.messages if m["role"] == "user"] == users  # both turns played
+    assert res.success and res.steps == 2  # no tool needed to be right here: only the last answer is scored
+
+
 def test_real_model_generate_plugs_in(tok, eps: list[D.Episode]) -> None:
     """YoutuForCausalLM.generate is a GenerateFn: a random tiny model runs through the loop without errors."""
     import torch
