@@ -92,11 +92,13 @@ class Reply:
         self.tok = tok
         self.text, self.ended, self.tokens = "", False, 0
         self.stops = stop_ids(tok)
-        if tools and (constrain or tool_choice != "auto"):
+        if not tools and tok.token_to_id(chat.TOOL_CALL_START) is None:
+            constrain, tool_choice = False, "auto"  # no tools, no call token: nothing to constrain
+        if constrain or tool_choice != "auto":
             from edgeport.constrain import ToolCallConstraint
 
             sampler = sampler or GREEDY
-            constraint = ToolCallConstraint(tok, tools, tool_choice)
+            constraint = ToolCallConstraint(tok, tools or [], tool_choice if tools else "none")
             sampler = replace(sampler, processors=(*sampler.processors, constraint))
         kw = {} if sampler is None or sampler == GREEDY else {"sampler": sampler}
         self._source = generate(prompt, max_new_tokens, self.stops, **kw)

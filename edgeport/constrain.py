@@ -6,7 +6,7 @@ built from the offered tools' schemas: `{"name": <one offered name>, "arguments"
 keys, JSON types>}}`, written with the separators the chat template uses (", " and ": "), and when the object is
 complete only `</tool_call>` may follow. So a constrained call always parses and names an offered tool.
 `mode` follows OpenAI's tool_choice: "auto" (free text or calls), "required" (the reply starts with a call),
-"none" (no call can start).
+"none" (no call can start; also what a reply with no tools offered gets).
 
 The grammar engine is llguidance (the Rust library behind llama.cpp's and vLLM's structured output): it turns a
 JSON schema into a token mask for any tokenizer (the tokenizer.json of a checkpoint or ONNX folder, or a GGUF's
@@ -88,8 +88,9 @@ class ToolCallConstraint:
             raise EdgeportError("the tokenizer has no <tool_call> / </tool_call> tokens to constrain")
         self.eos = tok.eos_id
         self.mode = mode
-        self.tokenizer = _lltokenizer(tok)
-        self.grammar = llguidance.LLMatcher.grammar_from_json_schema(call_schema(tools), defaults=_JSON_STYLE)
+        self._tok, self.tools = tok, list(tools)
+        self.tokenizer: Any = None  # llguidance's tokenizer and the call grammar, built when a call starts
+        self.grammar = ""
         self._llg = llguidance
         self.matcher: Any = None  # set while a call is being written
         self.calls = 0  # calls completed in this reply
@@ -98,6 +99,11 @@ class ToolCallConstraint:
     def _advance(self, token: int) -> None:
         if self.matcher is None:
             if token == self.start:
+                if not self.grammar:
+                    self.tokenizer = _lltokenizer(self._tok)
+                    self.grammar = self._llg.LLMatcher.grammar_from_json_schema(
+                        call_schema(self.tools), defaults=_JSON_STYLE
+                    )
                 self.matcher = self._llg.LLMatcher(self.tokenizer, self.grammar, log_level=0)
                 if self.matcher.is_error():
                     raise EdgeportError(f"invalid tool schema: {self.matcher.get_error()}")
