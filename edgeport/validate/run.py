@@ -321,9 +321,20 @@ def validate(
         job = Job(t, checkpoint, n_ids, n_episodes, agent_tokens, seed, threads)
         return isolated(run_job, job) if isolate else run_job(job)
 
+    def skip_reason(t: Target) -> str:
+        ok, why = t.available()
+        if ok and size == "large" and not all_rows and (why := large_model_skip(t, params) or ""):
+            size_note = f"not run by default for a {params / 1e9:.2f} B-parameter model"
+            return f"{size_note}: {why} (--all-rows runs it)"
+        return "" if ok else (why or "not available here")
+
+    plan = [(t, skip_reason(t)) for t in todo]
+    n_rows = 1 + sum(not why for _, why in plan)
+
     def say(i: int, t: Target, what: str) -> None:
-        at = time.strftime("%M:%S", time.gmtime(time.time() - started))
-        console.print(f"[bold]\\[validate {i}/{len(todo) + 1}][/] {t.label:<28} {what} [dim](at {at})[/]")
+        el = time.time() - started
+        at = time.strftime("%H:%M:%S" if el >= 3600 else "%M:%S", time.gmtime(el))
+        console.print(f"[bold]\\[validate {i}/{n_rows}][/] {t.label:<28} {what} [dim](at {at})[/]")
 
     # the reference: from the cache, or measured alone and cached (no agent episodes for a large model: the
     # streamed fp32 decode takes seconds per token)
@@ -343,17 +354,13 @@ def validate(
     rows = [_row(ref_target, folder, ref, [], "reference")]
     dequant_ref: dict[str, np.ndarray] = {}
     skipped: dict[str, str] = {}
-    for i, t in enumerate(todo, 2):
-        ok, why = t.available()
-        if ok and size == "large" and not all_rows:
-            why = large_model_skip(t, params)
-            if why:
-                size_note = f"not run by default for a {params / 1e9:.2f} B-parameter model"
-                ok, why = False, f"{size_note}: {why} (--all-rows runs it)"
-        if not ok:
+    i = 1
+    for t, why in plan:
+        if why:
             skipped.setdefault(t.runtime if not t.pair.available()[0] else t.label, why)
             rows.append(_row(t, folder, {}, [], "skipped", why))
             continue
+        i += 1
         say(i, t, "...")
         got = run(t, episodes)
         if "error" in got:
