@@ -30,7 +30,7 @@ from quant.gptq import gptq_quantize
 from quant.policy import SCHEMES, choose
 
 METHODS = ("rtn", "gptq")
-CHUNK_BYTES = 8 * 2**20  # float32 bytes rounded at a time (RTN is row-wise, so chunks give the same codes)
+CHUNK_BYTES = 4 * 2**20  # float32 bytes rounded at a time (RTN is row-wise, so chunks give the same codes)
 Item = tuple[str, QuantTensor | np.ndarray, str]
 
 
