@@ -26,6 +26,13 @@ int8/int4 (com.microsoft MatMulNBits, accuracy_level=4, holding exactly the inte
 checkpoint, docs/QUANT_FORMAT.md; a float checkpoint is quantized with quant's RTN first). The absorbed W_UK/W_UV
 (quant's k_b / v_b) enter the attention function as MatMulNBits codes too, multiplied head by head (ORT has no
 batched-weight NBits op); when they are float in the checkpoint (rows not a multiple of 32) they enter as float.
+
+Memory: the graph is built from shapes by make_embedding / make_layer (make_attention + make_mlp) / make_head /
+make_io, each reading its weights from disk when it needs them (`Weights`: one tensor, or one row chunk of a
+vocab-sized one) and writing them straight to model.onnx.data (`Builder`), so the exporter never holds the model
+(peak RSS at the Youtu-LLM-2B shape: about 0.6-0.7 GiB, most of it the interpreter). Models with at most 16 MiB
+of weights get them back inline in one model.onnx. model.ort is ORT's own conversion: it holds every weight plus
+the flatbuffer it builds (about 2x the int4 weights), and is skipped above the format's 2 GiB limit.
 """
 
 from __future__ import annotations
