@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -158,5 +159,11 @@ def test_sampling_stop_and_disconnect(artifacts: dict[str, Path], tmp_path: Path
         stopped_after = int(s.log.read_text().split("stopped after ")[1].split()[0])
         assert stopped_after < 900
         assert c.models.list().data[0].id == "default_model"
+        # two clients at once: one generation at a time, the second waits its turn and gets its answer
+        with ThreadPoolExecutor(2) as pool:
+            both = list(
+                pool.map(lambda _: c.chat.completions.create(model="m", messages=hi, max_tokens=24), "ab")
+            )
+        assert [r.choices[0].message.content for r in both] == [greedy, greedy]
     finally:
         s.stop()
