@@ -117,30 +117,8 @@ class SafetensorsWriter:
 
 
 def checkpoint_reader(folder: str | Path) -> SafetensorsReader:
-    """A reader over a float HF checkpoint's safetensors, checked like `edgeport.checkpoint.iter_tensors`:
-    every tensor the config implies is there with its shape, and nothing else (a stored tied lm_head and
-    rotary inv_freq buffers are ignored)."""
-    from edgeport.checkpoint import expected_shapes, load_config, weight_files
+    """A reader over a float HF checkpoint's safetensors, checked by `edgeport.checkpoint.check_weights` (every
+    tensor the config implies, with its shape and a float dtype, and nothing unexpected) before any data is read."""
+    from edgeport.checkpoint import check_weights, load_config
 
-    folder = Path(folder)
-    shapes = expected_shapes(load_config(folder))
-    reader = SafetensorsReader(weight_files(folder))
-    for name in reader.index:
-        if name not in shapes and name != "lm_head.weight" and not name.endswith("rotary_emb.inv_freq"):
-            raise EdgeportError(
-                f"unexpected tensor {name!r} for a Youtu model with this config", reader.index[name][0]
-            )
-        if name in shapes and not reader.dtype(name).is_floating_point:
-            raise EdgeportError(
-                f"tensor {name!r} has dtype {reader.dtype(name)}; weights must be floats",
-                reader.index[name][0],
-            )
-        if name in shapes and reader.shape(name) != shapes[name]:
-            raise EdgeportError(
-                f"tensor {name!r} has shape {reader.shape(name)}, config.json implies {shapes[name]}",
-                reader.index[name][0],
-            )
-    missing = sorted(set(shapes) - set(reader.index))
-    if missing:
-        raise EdgeportError(f"missing tensor {missing[0]!r} ({len(missing)} missing in all)", folder)
-    return reader
+    return SafetensorsReader(list(check_weights(folder, load_config(folder))))
