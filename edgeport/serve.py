@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 import threading
 import time
@@ -369,15 +370,30 @@ def serve(
 
     if not 0 <= port <= 65535:
         raise EdgeportError(f"--port must be between 0 and 65535, got {port}")
+    sock = _listen(host, port)  # before loading the model: a taken port is a one-line error, not a log line
     path = model_path(model)
     engine = open_engine(path, runtime)
     model_id = path.stem if path.is_file() else path.name
     if host not in LOOPBACK:
         print(f"edgeport serve: listening on {host}, reachable from other machines", file=sys.stderr)
+    port = sock.getsockname()[1]  # --port 0: the free port the system chose
     print(
         f"edgeport serve: {model_id} ({engine.name}) on http://{host}:{port}/v1", file=sys.stderr, flush=True
     )
     try:
-        uvicorn.run(create_app(engine, model_id, constrain), host=host, port=port, log_level="warning")
+        config = uvicorn.Config(create_app(engine, model_id, constrain), log_level="warning")
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         engine.close()
+        sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        raise EdgeportError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    return sock

@@ -167,3 +167,16 @@ def test_sampling_stop_and_disconnect(artifacts: dict[str, Path], tmp_path: Path
         assert [r.choices[0].message.content for r in both] == [greedy, greedy]
     finally:
         s.stop()
+
+
+def test_a_taken_port_is_a_one_line_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, "-m", "edgeport.cli", "serve", "--port", str(port)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert (
+        r.returncode == 2
+        and r.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    )
