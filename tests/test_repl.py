@@ -55,6 +55,13 @@ def test_repl_in_a_terminal(tmp_path: Path) -> None:
         child.sendline("/system")
         child.expect_exact("(system prompt: None)")
         child.expect_exact(PROMPT)
+        # line editing and history: the Up arrow brings the last line back (not `^[[A`)
+        child.send("\x1b[A\r")
+        child.expect_exact("(system prompt: None)")
+        child.expect_exact(PROMPT)
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+        assert "/tools none" in (tmp_path / ".edgeport_history").read_text()  # kept for the next session
     finally:
         if child.isalive():
             child.terminate(force=True)
