@@ -61,16 +61,23 @@ class OrtCpu(Runtime):
         self.past = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.half = int(self.past[0].shape[-1])
+        self.cache_dtype = np.float16 if self.past[0].type == "tensor(float16)" else np.float32
+        # graphs with a logits_to_keep input (an overridable initializer, default 0: all rows) compute only the
+        # rows asked for
+        self.can_keep = any(i.name == "logits_to_keep" for i in self.session.get_overridable_initializers())
         self.context_length = _context_length(self.artifact)
 
     def _session(self, ort, so, path: Path):
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
     def empty_cache(self, batch: int = 1) -> dict[str, np.ndarray]:
-        return {i.name: np.zeros((batch, 1, 0, self.half), np.float32) for i in self.past}
+        return {i.name: np.zeros((batch, 1, 0, self.half), self.cache_dtype) for i in self.past}
 
-    def step(self, ids: np.ndarray, cache: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Run ids [B, S] after the cache; return logits [B, S, V] and the grown cache."""
+    def step(
+        self, ids: np.ndarray, cache: dict[str, np.ndarray], last_only: bool = False
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Run ids [B, S] after the cache; return logits [B, S, V] (or [B, 1, V] for the last position only,
+        when `last_only` and the graph can) and the grown cache."""
         past = next(iter(cache.values())).shape[2]
         B, S = ids.shape
         feed = {
@@ -79,6 +86,8 @@ class OrtCpu(Runtime):
             "position_ids": np.broadcast_to(np.arange(past, past + S, dtype=np.int64), (B, S)).copy(),
             **cache,
         }
+        if last_only and self.can_keep:
+            feed["logits_to_keep"] = np.array(1, np.int64)
         outs = dict(zip(self.outputs, self.session.run(self.outputs, feed), strict=True))
         new = {k: outs[k.replace("past_key_values.", "present.")] for k in cache}
         return outs["logits"], new
@@ -88,7 +97,7 @@ class OrtCpu(Runtime):
         return out[0].astype(np.float32)
 
     def _start(self, ids: Sequence[int], max_new_tokens: int) -> np.ndarray:
-        logits, self._cache = self.step(np.asarray([list(ids)], np.int64), self.empty_cache())
+        logits, self._cache = self.step(np.asarray([list(ids)], np.int64), self.empty_cache(), last_only=True)
         return logits[0, -1]
 
     def _next(self, token: int) -> np.ndarray:
