@@ -1,12 +1,20 @@
 """ORT int4 (MatMulNBits, accuracy_level 4) vs llama.cpp Q4_0 on the same quantized weights: prefill and decode
-tok/s side by side (medians), plus ONNX export time and peak RSS.
+tok/s side by side at each thread count (interleaved repeats, medians), the fraction of the memory-bandwidth
+bound each reaches in decode (weight bytes read per token / measured copy bandwidth), plus ONNX export time and
+peak RSS. Each side computes only the logits it needs: ORT's prefill passes logits_to_keep=1, llama.cpp's asks
+for the last row only. llama.cpp runs at its fastest CPU settings for this model: repacked Q4_0 kernels, flash
+attention on, f16 cache (ORT's latent cache is float16 too).
 
 Models: the embedded default model (quantized q4_0 with RTN), when it is built; and the real Youtu-LLM-2B shape
 with random weights, written directly as a q4_0 quantized checkpoint (random codes and scales chosen per tensor
 by quant's policy, so both exporters pack identical integers; generating 2B float weights and rounding them
 would only cost time).
 
-    python benchmarks/bench_onnx.py [--threads 2] [--prompt 128] [--decode 32] [--repeats 3] [--skip-2b]
+    python benchmarks/bench_onnx.py [--threads 1 2] [--prompt 128] [--decode 32] [--repeats 5] [--skip-2b]
+        [--work DIR [--reuse]] [--compare LABEL=ONNX_DIR ...]
+
+--compare times further ONNX exports of the same checkpoint in the same interleaved loop (e.g. an export made
+by an older edgeport, to measure a graph change under identical machine load).
 """
 
 from __future__ import annotations
@@ -84,10 +92,13 @@ class OrtTimer:
         self.rt = OrtCpu(onnx_dir, threads=threads)
         self.rt.step(np.asarray([[1, 2, 3, 4]]), self.rt.empty_cache())  # warm-up
 
+    def close(self) -> None:
+        self.rt.close()
+
     def run(self, prompt: list[int], n_decode: int) -> tuple[float, float]:
         rt = self.rt
         t = time.perf_counter()
-        logits, cache = rt.step(np.asarray([prompt]), rt.empty_cache())
+        logits, cache = rt.step(np.asarray([prompt]), rt.empty_cache(), last_only=True)
         prefill = len(prompt) / (time.perf_counter() - t)
         nxt = int(logits[0, -1].argmax())
         t = time.perf_counter()
@@ -101,9 +112,12 @@ class LlamaTimer:
     def __init__(self, gguf: Path, threads: int, n_ctx: int) -> None:
         from runtimes.llamacpp import LlamaCpp
 
-        self.rt = LlamaCpp(gguf, n_threads=threads, n_ctx=n_ctx)
+        self.rt = LlamaCpp(gguf, n_threads=threads, n_ctx=n_ctx, flash_attn=True)
         self.rt._clear()
         self.rt._decode([1, 2, 3, 4], 0, all_logits=False)  # warm-up
+
+    def close(self) -> None:
+        self.rt.close()
 
     def run(self, prompt: list[int], n_decode: int) -> tuple[float, float]:
         rt = self.rt
@@ -119,22 +133,24 @@ class LlamaTimer:
         return prefill, n_decode / (time.perf_counter() - t)
 
 
-def side_by_side(onnx_dir: Path, gguf: Path, prompt: list[int], args: argparse.Namespace) -> dict[str, dict]:
-    """Both runtimes loaded at once and timed alternately, repeat by repeat, so that load from other processes
-    on a shared machine hits both alike; medians over the repeats."""
-    timers = {
-        "ort": OrtTimer(onnx_dir, args.threads),
-        "llama": LlamaTimer(gguf, args.threads, len(prompt) + 64),
-    }
+def side_by_side(
+    onnx_dirs: dict[str, Path], gguf: Path, prompt: list[int], threads: int, args: argparse.Namespace
+) -> dict[str, dict]:
+    """All runtimes loaded at once and timed alternately, repeat by repeat, so that load from other processes
+    on a shared machine hits them alike; medians over the repeats."""
+    timers: dict[str, OrtTimer | LlamaTimer] = {k: OrtTimer(d, threads) for k, d in onnx_dirs.items()}
+    timers["llama"] = LlamaTimer(gguf, threads, len(prompt) + args.decode + 8)
     runs: dict[str, list[tuple[float, float]]] = {k: [] for k in timers}
     for i in range(args.repeats):
         for k, timer in timers.items():
             runs[k].append(timer.run(prompt, args.decode))
             print(
-                f"   repeat {i} {k}: prefill {runs[k][-1][0]:.2f} tok/s, decode {runs[k][-1][1]:.2f} tok/s",
+                f"   {threads} thr, repeat {i} {k:8s}: prefill {runs[k][-1][0]:7.2f} tok/s, "
+                f"decode {runs[k][-1][1]:6.2f} tok/s",
                 flush=True,
             )
-    timers["llama"].rt.close()
+    for timer in timers.values():
+        timer.close()
     return {
         k: {"prefill_tok_s": _median([r[0] for r in v]), "decode_tok_s": _median([r[1] for r in v])}
         for k, v in runs.items()
@@ -181,8 +197,19 @@ def run_model(label: str, qdir: Path, work: Path, args: argparse.Namespace) -> d
     rng = np.random.default_rng(1)
     prompt = rng.integers(10, min(vocab, 400), size=args.prompt).tolist()
     print(f"   gguf export {gguf_s:.1f} s", flush=True)
-    res = side_by_side(onnx_dir, gguf, prompt, args)
-    ort, llama = res["ort"], res["llama"]
+    from edgeport.bench import gguf_weight_bytes, memory_bandwidth, onnx_bytes
+
+    onnx_dirs = {"ort": onnx_dir, **dict(args.compare)}
+    bw = memory_bandwidth()["copy_gbps_best"] * 1e9  # bytes/s
+    read = {k: onnx_bytes(d)[0] for k, d in onnx_dirs.items()} | {"llama": gguf_weight_bytes(gguf)}
+    kv = {k: onnx_bytes(d)[1] for k, d in onnx_dirs.items()}
+    print(
+        f"   copy bandwidth {bw / 1e9:.1f} GB/s; weight MiB read per token: "
+        + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in read.items())
+        + "; ONNX KV bytes/token: "
+        + ", ".join(f"{k} {v}" for k, v in kv.items()),
+        flush=True,
+    )
     row = {
         "model": label,
         **exp,
@@ -198,26 +225,45 @@ def run_model(label: str, qdir: Path, work: Path, args: argparse.Namespace) -> d
         else 0,
         "gguf_mib": gguf.stat().st_size / 2**20,
         "quantized_ckpt_mib": folder_size(qdir) / 2**20,
-        "ort": ort,
-        "llama": llama,
+        "copy_gbps": bw / 1e9,
+        "weight_bytes_per_token": read,
+        "onnx_kv_bytes_per_token": kv,
+        "threads": {},
     }
-    print(
-        f"   {'':10s} {'prefill tok/s':>14s} {'decode tok/s':>13s}\n"
-        f"   {'ORT int4':10s} {ort['prefill_tok_s']:14.1f} {ort['decode_tok_s']:13.2f}\n"
-        f"   {'llama Q4_0':10s} {llama['prefill_tok_s']:14.1f} {llama['decode_tok_s']:13.2f}\n"
-        f"   ratio ORT/llama: prefill {ort['prefill_tok_s'] / llama['prefill_tok_s']:.2f}x, "
-        f"decode {ort['decode_tok_s'] / llama['decode_tok_s']:.2f}x",
-        flush=True,
-    )
+    for threads in args.threads:
+        res = side_by_side(onnx_dirs, gguf, prompt, threads, args)
+        for k, r in res.items():
+            r["bound_fraction"] = r["decode_tok_s"] * read[k] / bw  # of the copy-bandwidth decode bound
+        row["threads"][threads] = res
+        llama = res["llama"]
+        lines = [f"   {threads} thread(s){'':8s} {'prefill tok/s':>14s} {'decode tok/s':>13s} {'bound':>6s}"]
+        for k, r in res.items():
+            lines.append(
+                f"   {k:18s} {r['prefill_tok_s']:14.1f} {r['decode_tok_s']:13.2f} {r['bound_fraction']:6.1%}"
+            )
+        for k, r in res.items():
+            if k != "llama":
+                lines.append(
+                    f"   ratio {k}/llama: prefill {r['prefill_tok_s'] / llama['prefill_tok_s']:.2f}x, "
+                    f"decode {r['decode_tok_s'] / llama['decode_tok_s']:.2f}x"
+                )
+        print("\n".join(lines), flush=True)
     return row
+
+
+def _labelled_dir(text: str) -> tuple[str, Path]:
+    label, sep, folder = text.partition("=")
+    if not sep or not label or not (Path(folder) / "model.onnx").is_file():
+        raise argparse.ArgumentTypeError(f"expected LABEL=ONNX_DIR (a folder with model.onnx), got {text!r}")
+    return label, Path(folder)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--decode", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip-2b", action="store_true")
     ap.add_argument(
         "--reuse", action="store_true", help="Reuse exports already in --work (time runtimes only)."
@@ -225,6 +271,15 @@ def main() -> None:
     ap.add_argument("--shape", default="youtu-2b", help="Preset of the random model (tiny for a smoke run).")
     ap.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temp folder).")
     ap.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
+    ap.add_argument(
+        "--compare",
+        type=_labelled_dir,
+        action="append",
+        default=[],
+        metavar="LABEL=ONNX_DIR",
+        help="Another ONNX export of the same checkpoint, timed in the same interleaved loop.",
+    )
+    ap.add_argument("--skip-default", action="store_true", help="Only the random 2B-shape model.")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="edgeport-bench-onnx-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -233,6 +288,8 @@ def main() -> None:
     )
     rows = []
     try:
+        if args.skip_default:
+            raise RuntimeError("--skip-default")
         from edgeport.default_model import default_model_path
         from edgeport.quantize import quantize_checkpoint
 
