@@ -121,7 +121,7 @@ def _serve(proc: subprocess.Popen, sess) -> list[dict]:
     """Answer the Java PipeSession's graph runs with onnxruntime. Returns each call's feeds (name -> (dtype, shape))
     plus "last_logits", the logits row the Java loop took its next token from."""
     out, inp = proc.stdin, proc.stdout
-    inputs = sess.get_inputs()
+    inputs = sess.get_inputs() + sess.get_overridable_initializers()  # as OrtDecoderSession lists them
     out.write(struct.pack("<i", len(inputs)))
     for i in inputs:
         out.write(
@@ -280,7 +280,7 @@ def test_java_decoder_runs_exported_model(
     assert calls[1]["input_ids"][1] == (1, 1)
     assert calls[1]["past_key_values.0.value"][1] == (1, 1, len(report[0]["prompt"]), dec["head_size"])
     assert set(first) - {"last_logits"} == {
-        i.name for i in sess.get_inputs()
+        i.name for i in sess.get_inputs() + sess.get_overridable_initializers()
     }  # fed every input, nothing else
     # Turn 2 reuses the cache of the shared prefix: its prefill run only carries the new tokens.
     r2 = report[1]

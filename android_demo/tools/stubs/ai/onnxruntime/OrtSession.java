@@ -17,6 +17,7 @@ public class OrtSession implements AutoCloseable {
 
     public java.util.Set<String> getInputNames() { return null; }
     public java.util.Map<String, NodeInfo> getInputInfo() throws OrtException { return null; }
+    public OnnxModelMetadata getMetadata() throws OrtException { return null; }
     public Result run(java.util.Map<String, ? extends OnnxTensor> inputs) throws OrtException { return null; }
     @Override
     public void close() throws OrtException {}

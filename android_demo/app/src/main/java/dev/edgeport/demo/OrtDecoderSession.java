@@ -15,7 +15,9 @@ import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.nio.ShortBuffer;
+import java.util.Arrays;
 import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.Map;
 import java.util.Set;
 
@@ -23,6 +25,7 @@ import java.util.Set;
 final class OrtDecoderSession implements DecoderSession {
     private final OrtEnvironment env = OrtEnvironment.getEnvironment();
     private final OrtSession session;
+    private final Set<String> inputs;
 
     /** From a file (the adb-push route) or, if {@code bytes} is given, from the model's bytes (the asset route). */
     OrtDecoderSession(String path, byte[] bytes, int threads) throws OrtException {
@@ -31,11 +34,16 @@ final class OrtDecoderSession implements DecoderSession {
         boolean ort = (path != null && path.endsWith(".ort")) || bytes != null;
         if (ort) opts.addConfigEntry("session.load_model_format", "ORT");
         session = bytes != null ? env.createSession(bytes, opts) : env.createSession(path, opts);
+        // getInputNames() leaves out inputs that have a default (ONNX initializers); the export lists the ones
+        // worth feeding in its metadata (edgeport.optional_inputs, e.g. logits_to_keep)
+        inputs = new LinkedHashSet<>(session.getInputNames());
+        String optional = session.getMetadata().getCustomMetadata().get("edgeport.optional_inputs");
+        if (optional != null && !optional.isEmpty()) inputs.addAll(Arrays.asList(optional.split(",")));
     }
 
     @Override
     public Set<String> inputNames() {
-        return session.getInputNames();
+        return inputs;
     }
 
     @Override

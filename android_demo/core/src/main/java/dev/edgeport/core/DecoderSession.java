@@ -8,7 +8,10 @@ import java.util.Set;
  * model.ort (app module, OrtDecoderSession); in the host test it is real onnxruntime behind a pipe.
  */
 public interface DecoderSession extends AutoCloseable {
-    /** Names of the graph inputs (a graph without position_ids does not get one). */
+    /**
+     * Names of the graph inputs (a graph without position_ids does not get one), including optional ones that
+     * have a default (logits_to_keep: the graph computes only the last k rows of logits when fed k).
+     */
     Set<String> inputNames();
 
     /** Whether input {@code name} is float16 (the latent cache of int4/int8 exports) rather than float32. */

@@ -17,6 +17,9 @@ import java.util.Map;
  * turn) only runs its new suffix; otherwise the cache is cut back to the common prefix.
  */
 public final class LatentDecoder {
+    /** Optional int64 scalar input of edgeport exports: compute only the last k rows of logits (0 = all). */
+    public static final String LOGITS_TO_KEEP = "logits_to_keep";
+
     private final DecoderSession session;
     private final GenaiConfig cfg;
     private final boolean half; // the graph's cache is float16
@@ -114,6 +117,8 @@ public final class LatentDecoder {
         feeds.put(cfg.inputIds, Tensor.ofLongs(inputIds, 1, s));
         if (session.inputNames().contains(cfg.attentionMask)) feeds.put(cfg.attentionMask, Tensor.ofLongs(mask, 1, past + s));
         if (session.inputNames().contains(cfg.positionIds)) feeds.put(cfg.positionIds, Tensor.ofLongs(positions, 1, s));
+        // only the last position's logits are used: a graph that can skip the other rows' lm_head is told so
+        if (session.inputNames().contains(LOGITS_TO_KEEP)) feeds.put(LOGITS_TO_KEEP, Tensor.ofLongs(new long[] {1}));
         for (int l = 0; l < cfg.numLayers; l++) {
             feeds.put(String.format(cfg.pastKey, l), keys[l]);
             feeds.put(String.format(cfg.pastValue, l), values[l]);
