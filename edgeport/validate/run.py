@@ -52,10 +52,6 @@ PROMPT_TOKENS = 16
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 CACHE = ".validate"  # the reference's cached figures, inside the export folder
 LARGE_MODEL_PARAMS = 200_000_000
-# fp32 decoder layers the streamed reference keeps after loading them; the rest are re-read on every forward.
-# It runs alone, so it may use about what one runtime row does (llama.cpp maps the whole 3.9 GB f16 GGUF at 2B):
-# at 2B it keeps 15 of the 32 layers (212 MB each in fp32), so a decoded token re-reads 17 layers instead of 30.
-REFERENCE_LAYER_BYTES = 3 * 2**30
 # Agent episodes and their per-turn token cap, small vs large models. A random-weight model never emits EOS, so
 # every episode runs to its cap: at 2B on a 2-core laptop CPU a token costs 0.1-1 s in the runtimes and seconds
 # in the streamed fp32 reference. So for a large model by default only the int4 rows (what ships to laptops and
@@ -212,7 +208,7 @@ def build(t: Target, threads: int | None):
     if t.artifact.kind == "checkpoint" and t.pair.target.startswith("runtimes.torch_ref"):
         from edgeport.reference import StreamedModel
 
-        return StreamedModel(t.artifact.path, **t.pair.kwargs, resident_bytes=REFERENCE_LAYER_BYTES)
+        return StreamedModel(t.artifact.path, **t.pair.kwargs)
     return t.build(threads)
 
 
