@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="work folder (outputs, logs)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="llama_model_quantize threads")
     ap.add_argument("--skip-stages", action="store_true", help="no standalone stage runs")
+    ap.add_argument("--stage", action="append", help="only this standalone stage, e.g. 'export onnx int4'")
     ap.add_argument("--skip-all", action="store_true", help="no `export all` run")
     ap.add_argument("--skip-llamacpp", action="store_true", help="no llama.cpp convert + quantize anchor")
     ap.add_argument("--keep", action="store_true", help="keep the outputs (default: removed after timing)")
@@ -180,9 +181,20 @@ def main() -> None:
             ("export gguf q8_0", ["export", "gguf", str(q["q8_0"]), "-o", str(work / "q8_0.gguf")]),
             ("export gguf q4_0", ["export", "gguf", str(q["q4_0"]), "-o", str(work / "q4_0.gguf")]),
             ("export onnx fp32", ["export", "onnx", ck, "--out", str(work / "onnx-fp32"), "-p", "fp32"]),
-            ("export onnx int8", ["export", "onnx", str(q["q8_0"]), "--out", str(work / "onnx-int8")]),
-            ("export onnx int4", ["export", "onnx", str(q["q4_0"]), "--out", str(work / "onnx-int4")]),
+            (
+                "export onnx int8",
+                ["export", "onnx", str(q["q8_0"]), "--out", str(work / "onnx-int8"), "-p", "int8"],
+            ),
+            (
+                "export onnx int4",
+                ["export", "onnx", str(q["q4_0"]), "--out", str(work / "onnx-int4"), "-p", "int4"],
+            ),
         ]
+        if args.stage:  # with the quantize stage whose output a chosen stage reads
+            needs = {"export gguf q8_0": "q8_0", "export onnx int8": "q8_0"}
+            needs.update({"export gguf q4_0": "q4_0", "export onnx int4": "q4_0"})
+            wanted = set(args.stage) | {f"quantize {needs[n]}" for n in args.stage if n in needs}
+            stages = [(label, cmd) for label, cmd in stages if label in wanted]
         for label, cmd in stages:
             show("stage alone", run(ep + cmd, log, label)[0])
             if label.startswith("export") and not args.keep:  # disk: 2B outputs add up to ~25 GB
