@@ -18,10 +18,10 @@ by an older edgeport, to measure a graph change under identical machine load).
 
 Measured 2026-12-06 on the 2-core x86 (AVX512-VNNI) dev box, 2B shape, prompt 128, 32 decoded tokens, 1 thread,
 7 interleaved repeats, other jobs running (load ~4.5): ORT int4 prefill 34.7 tok/s = 1.01x llama.cpp Q4_0 (0.91x
-before logits_to_keep), decode 9.8 tok/s = 0.76x (0.79x with the float32 cache). Decode is bound by the weights'
-bytes, and onnxruntime reads more of them: MatMulNBits prepacks its codes into MLAS' own layout at session start
-(about 1.5 GiB anonymous memory for this model, `session.disable_prepacking=0` vs 1; 1.3 GiB of initializers),
-where llama.cpp streams 1.18 GiB of Q4_0/Q8_0 blocks. fp16 scales do not help (same time: the packing is MLAS').
+before logits_to_keep), decode 9.8 tok/s = 0.76x (0.79x for the previous graph with its float32 cache: equal
+within noise). Decode is bound by the weights' bytes, and onnxruntime reads more of them: MatMulNBits prepacks
+its codes into MLAS' own layout at session start (about 1.5 GiB anonymous memory for this model,
+`session.disable_prepacking=0` vs 1; 1.3 GiB of initializers), where llama.cpp streams 1.18 GiB of Q4_0/Q8_0 blocks. fp16 scales do not help (same time: the packing is MLAS').
 With 2 threads on that loaded box llama.cpp's spinning thread pool collapsed (0.6-0.9 tok/s) while ORT held
 2.3-2.7 tok/s, so 2-thread ratios there say nothing about an idle machine.
 """
