@@ -116,7 +116,10 @@ def test_metadata_matches_llamacpp_youtu_mapping(hf_checkpoint, tmp_path):
     }
     for key, value in want.items():
         assert fields[key].contents() == value, key
-    assert "deepseek2.expert_count" not in fields and "deepseek2.expert_weights_scale" not in fields
+    assert "deepseek2.expert_count" not in fields  # dense: no routed experts
+    # the two keys older loaders require of any deepseek2 file (neutral values, see add_model_kv)
+    assert fields["deepseek2.expert_weights_scale"].contents() == 1.0
+    assert fields["deepseek2.rope.scaling.yarn_log_multiplier"].contents() == 0.0
     tok = load_tokenizer(folder)
     assert fields["tokenizer.ggml.bos_token_id"].contents() == tok.bos_id
     assert fields["tokenizer.ggml.eos_token_id"].contents() == tok.eos_id

@@ -348,10 +348,38 @@ def plan_quantized(folder: Path, cfg: YoutuConfig) -> tuple[list[Planned], str]:
 
 
 # ---- metadata ----------------------------------------------------------------------------------------
-def add_model_kv(writer: gguf.GGUFWriter, cfg: YoutuConfig, type: str, name: str) -> None:
-    """The deepseek2 hyper-parameters exactly as llama.cpp's converter writes them for YoutuForCausalLM."""
+def model_name(folder: Path, cfg: YoutuConfig) -> tuple[str, str]:
+    """general.name and general.size_label: the name config.json gives the model ("name", "model_name" or
+    "_name_or_path", last path part), else "Youtu <size>"; never the folder or the quantization scheme, so every
+    export of one model shows the same name in LM Studio / Ollama. The size label is gguf-py's own (e.g. 1.1M)."""
+    label = gguf.size_label(sum(_numel(s) for s in expected_shapes(cfg).values()), 0, 0, 0)
+    try:
+        raw = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        raw = {}
+    for key in ("name", "model_name", "_name_or_path"):
+        value = raw.get(key) if isinstance(raw, dict) else None
+        if isinstance(value, str) and value.strip().strip("/"):
+            return value.strip().rstrip("/").rsplit("/", 1)[-1], label
+    return f"Youtu {label}", label
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def add_model_kv(writer: gguf.GGUFWriter, cfg: YoutuConfig, type: str, name: tuple[str, str]) -> None:
+    """The deepseek2 hyper-parameters exactly as llama.cpp's converter writes them for YoutuForCausalLM, plus the
+    two keys older llama.cpp builds (in LM Studio / Ollama releases) require of every deepseek2 file, dense or not:
+    their loader read `expert_weights_scale` and `rope.scaling.yarn_log_multiplier` without a default and refused
+    the file without them. Both are neutral here: no expert is ever routed, and the YaRN factor multiplies
+    log(1 / freq_scale) = 0 without rope scaling."""
     L, r, dr = cfg.num_hidden_layers, cfg.kv_lora_rank, cfg.qk_rope_head_dim
-    writer.add_name(name)
+    writer.add_name(name[0])
+    writer.add_size_label(name[1])
     writer.add_block_count(L)
     writer.add_context_length(cfg.max_position_embeddings)
     writer.add_embedding_length(cfg.hidden_size)
@@ -372,7 +400,9 @@ def add_model_kv(writer: gguf.GGUFWriter, cfg: YoutuConfig, type: str, name: str
     writer.add_value_length_mla(cfg.v_head_dim)
     writer.add_expert_feed_forward_length(cfg.intermediate_size)
     writer.add_expert_shared_count(0)
+    writer.add_expert_weights_scale(1.0)  # required by older loaders (see above)
     writer.add_rope_dimension_count(dr)
+    writer.add_rope_scaling_yarn_log_mul(0.0)  # required by older loaders (see above)
     if type in FORMATS:
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
@@ -539,7 +569,7 @@ def export_gguf(
         type = type or "f16"
         plan = plan_float(folder, cfg, type)
     writer = gguf.GGUFWriter(None, ARCH)
-    add_model_kv(writer, cfg, type, folder.resolve().name)
+    add_model_kv(writer, cfg, type, model_name(folder, cfg))
     check_tokenizer_folder(folder, cfg.vocab_size)
     add_tokenizer_kv(writer, folder, cfg)
     write_gguf(out, writer, plan, progress)  # atomic_file gives it the usual permissions
