@@ -53,3 +53,20 @@ def test_llama_cpp_chat_completion_with_template_defaults(tmp_path: Path) -> Non
         messages=QUESTION, tools=schemas(TOOL_NAMES), max_tokens=160, temperature=0
     )
     _is_the_call(r["choices"][0]["message"]["content"])
+
+
+def test_shipped_tokenizer_markers_are_text_tokens() -> None:
+    """The shipped tokenizer: the text markers (<think>, <tool_call>, <tool_response> and closing forms) are added
+    but not special, so decoders keep them and the GGUF marks them USER_DEFINED; the control tokens stay special;
+    every id is where the weights expect it (the last 12 ids, in chat.SPECIAL_TOKENS' order)."""
+    from edgeport.tokenizer import load_tokenizer
+
+    added = json.loads((HERE / "tokenizer.json").read_text())["added_tokens"]
+    decoder = json.loads((HERE / "tokenizer_config.json").read_text())["added_tokens_decoder"]
+    tok = load_tokenizer(HERE)
+    n = tok.vocab_size
+    assert [tok.special_ids[s] for s in chat.SPECIAL_TOKENS] == list(range(n - len(chat.SPECIAL_TOKENS), n))
+    for t in added:
+        assert t["special"] == (t["content"] not in chat.TEXT_MARKERS) == decoder[str(t["id"])]["special"]
+    call = chat.format_tool_call("calculate", {"expression": "17 * 23"})
+    assert tok.decode(tok.encode(call + chat.EOS), skip_special=True) == call
