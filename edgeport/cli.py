@@ -264,6 +264,11 @@ def export_onnx_cmd(
     allow_nonfinite: bool = typer.Option(
         False, "--allow-nonfinite", help="Export NaN/Inf weights as they are instead of refusing them."
     ),
+    kv_cache: str | None = typer.Option(
+        None,
+        "--kv-cache",
+        help="Latent cache type fp16|fp32 (default: fp32 for --precision fp32, else fp16).",
+    ),
 ) -> None:
     """Checkpoint -> ONNX folder for onnxruntime, onnxruntime-genai and ORT Mobile (latent-only KV cache)."""
     from edgeport.checkpoint import folder_size
@@ -271,7 +276,9 @@ def export_onnx_cmd(
 
     check_out(out, folder=True, marker="genai_config.json")  # before any work
     with nonfinite_allowed(allow_nonfinite):
-        done = export_onnx(model or default_model_dir(), out, precision, mobile=not no_mobile)
+        done = export_onnx(
+            model or default_model_dir(), out, precision, mobile=not no_mobile, kv_cache=kv_cache
+        )
     console.print(f"wrote {done} ({folder_size(done) / 2**20:.2f} MiB, {precision})")
 
 

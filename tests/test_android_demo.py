@@ -161,9 +161,10 @@ def _serve(proc: subprocess.Popen, sess) -> list[dict]:
         out.flush()
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> tuple[Path, Path]:
-    """(checkpoint, ONNX export with model.ort) of a small random model in odd dimensions."""
+@pytest.fixture(scope="module", params=["fp32", "fp16"], ids=["cache_fp32", "cache_fp16"])
+def exported(request, tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> tuple[Path, Path]:
+    """(checkpoint, ONNX export with model.ort) of a small random model in odd dimensions; fp32 weights, with a
+    float32 latent cache (the fp32 export's) or a float16 one (what int4/int8 exports hold)."""
     pytest.importorskip("edgeport.export.onnx", reason="edgeport.export.onnx is not in this tree yet")
     from conftest import _hf_checkpoint
 
@@ -173,7 +174,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> t
     # Untied embeddings: a random tied model greedily repeats its last token; this one says varied things and
     # ends its first reply with <|end_of_text|> (the stop path).
     ckpt = _hf_checkpoint(base / "ckpt", tokenizer_dir, seed=6, tie_word_embeddings=False)
-    return ckpt, export_onnx(ckpt, base / "onnx", mobile=True, progress=False)
+    return ckpt, export_onnx(ckpt, base / "onnx", mobile=True, progress=False, kv_cache=request.param)
 
 
 def test_prepare_assets(exported: tuple[Path, Path], tmp_path: Path) -> None:
@@ -282,6 +283,7 @@ def test_java_decoder_runs_exported_model(
     assert set(first) - {"last_logits"} == {
         i.name for i in sess.get_inputs() + sess.get_overridable_initializers()
     }  # fed every input, nothing else
+    assert first["logits_to_keep"] == (np.int64, ())  # the prefill computes only the last row's logits
     # Turn 2 reuses the cache of the shared prefix: its prefill run only carries the new tokens.
     r2 = report[1]
     assert 0 < r2["cached_before"] < len(r2["prompt"])

@@ -109,7 +109,7 @@ def test_cache_is_latent_only_and_attention_is_one_function_node(odd):
     shapes = latent_io_widths(out / "model.onnx")
     n = cfg.num_hidden_layers
     cache = {k: v for k, v in shapes.items() if k.startswith(("past_key_values.", "present."))}
-    assert set(shapes) == {"input_ids", "attention_mask", "position_ids", "logits", *cache}
+    assert set(shapes) == {"input_ids", "attention_mask", "position_ids", "logits_to_keep", "logits", *cache}
     assert len(cache) == 4 * n
     for name, shape in cache.items():  # [batch, 1 kv head, time, L/2]: no expanded per-head cache anywhere
         assert len(shape) == 4 and shape[1] == 1 and shape[3] == half, (name, shape)
@@ -179,7 +179,9 @@ def test_matmulnbits_hold_exactly_the_quantized_codes(block, tmp_path):
 
     ckpt, _ = block
     qdir = quantize_checkpoint(ckpt, tmp_path / "q4", scheme="q4_0", progress=False)
-    out = export_onnx(qdir, tmp_path / "onnx", "int4", mobile=False, progress=False, accuracy_level=0)
+    out = export_onnx(
+        qdir, tmp_path / "onnx", "int4", mobile=False, progress=False, accuracy_level=0, kv_cache="fp32"
+    )
     inits = {
         t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(out / "model.onnx")).graph.initializer
     }
@@ -209,6 +211,30 @@ def test_matmulnbits_hold_exactly_the_quantized_codes(block, tmp_path):
     assert {"down_proj", "embed_tokens"} <= checked
     ref = TorchRef(qdir)
     assert np.abs(OrtCpu(out).logits(PROMPT) - ref.logits(PROMPT)).max() < 1e-3
+
+
+def test_fp16_latent_cache_and_last_row_logits(block, tmp_path):
+    """int4 exports keep the latent cache in float16 (half the bytes; the attention reads back the rounded
+    values, so prefill and decode see the same cache); the cost against a float cache is a rounding of the
+    latent, far inside the quantization's own error. logits_to_keep=1 computes only the last row."""
+    ckpt, _ = block
+    f16 = export_onnx(ckpt, tmp_path / "f16", "int4", mobile=False, progress=False)
+    f32 = export_onnx(ckpt, tmp_path / "f32", "int4", mobile=False, progress=False, kv_cache="fp32")
+    half = OrtCpu(f16)
+    assert half.cache_dtype == np.float16 and OrtCpu(f32).cache_dtype == np.float32
+    _, cache = half.step(np.array([PROMPT]), half.empty_cache())
+    assert all(v.dtype == np.float16 for v in cache.values())
+    ids = list(range(3, 500, 7))
+    full = half.logits(ids)
+    kl, top1 = _kl_top1(OrtCpu(f32).logits(ids), full)
+    assert kl < 1e-5 and top1 >= 0.98, (kl, top1)
+    # token by token through the float16 cache: the same logits as one prefill over the same tokens
+    cache = half.empty_cache()
+    for i, t in enumerate(ids[:12]):
+        step, cache = half.step(np.array([[t]]), cache)
+        assert np.abs(step[0, -1] - full[i]).max() < 1e-3, i
+    last, _ = half.step(np.array([ids]), half.empty_cache(), last_only=True)
+    assert last.shape == (1, 1, full.shape[-1]) and np.abs(last[0, 0] - full[-1]).max() < 1e-5
 
 
 def test_genai_tokenizer_and_files(odd):

@@ -5,17 +5,22 @@ The graph is written with `onnx.helper` (no tracing). Per layer:
     h        = rms(x)                                     (SkipSimplifiedLayerNormalization chains the residual)
     q        = q_b(rms(q_a(h)))  -> [q_nope | rope(q_rope)] per head
     kv_new   = [rms(latent) | rope(k_rope)] = kv_a(h)     (kv_lora_rank + qk_rope_head_dim values per token)
-    attn, present = edgeport.mla:LatentAttention(q_nope, q_rope, kv_new, past halves, attention_mask, W_UK, W_UV)
+    attn, present = edgeport.mla:LatentAttention(q_nope, q_rope, kv_new, past halves, attn_bias, W_UK, W_UV)
     x        = x + o_proj(attn);  x = x + down(silu(gate(h2)) * up(h2))
 
 `LatentAttention` is an ONNX local function (one node per layer). Stock onnxruntime inlines its body:
-absorbed MLA against the latent cache (q_nope.W_UK, scores vs [latent | k_rope], bottom-right causal mask from
-the past length and `attention_mask`, softmax, .latent, .W_UV). A runtime with a real MLA kernel can match the
-node by domain and name.
+absorbed MLA against the latent cache (q_nope.W_UK, scores vs [latent | k_rope], + attn_bias, softmax, .latent,
+.W_UV). attn_bias (bottom-right causal and key padding, 0 or NEG) is computed once from `attention_mask` for all
+layers. A runtime with a real MLA kernel can match the node by domain and name.
 
 The cache holds only the latent: L = kv_lora_rank + qk_rope_head_dim values per token per layer, exposed to
 onnxruntime-genai as two equal halves `past_key_values.N.key` = latent[..., :L/2] and `.value` = latent[..., L/2:],
-each [B, 1, T, L/2] (genai requires equal key/value widths). When L is odd the latent gets one zero column.
+each [B, 1, T, L/2] (genai requires equal key/value widths). When L is odd the latent gets one zero column. The
+halves are float16 (fp16/int8/int4 exports: 2 bytes per value, as llama.cpp's f16 cache) or float32 (fp32 exports,
+exact against torch; `kv_cache=` chooses).
+
+`logits_to_keep` (optional int64 scalar input, default 0 = every row) makes the graph compute only the last k
+rows of logits: a prefill that only needs the next token passes 1.
 
 Tokenizer: tokenizer.json / tokenizer_config.json are copied next to the model. onnxruntime-genai 0.18's
 `og.Tokenizer` rejects the Youtu pre-tokenizer regex ("Invalid regex ... \\p{M} ..."), so apps tokenize with
@@ -274,6 +279,12 @@ class Builder:
         self.data_path.unlink()
         return False
 
+    def scalar(self, value: float, dtype: Any, name: str | None = None) -> str:
+        """A 0-d initializer (init() would make it 1-d: np.ascontiguousarray returns at least one dimension)."""
+        name = name or self.name("scalar")
+        self.inits.append(numpy_helper.from_array(np.array(value, dtype), name))
+        return name
+
     def const(self, values: list[int] | np.ndarray, dtype: Any = np.int64) -> str:
         return self.init(self.name("const"), np.asarray(values, dtype=dtype))
 
@@ -324,19 +335,36 @@ class HeadNBits:
     accuracy_level: int
 
 
-def latent_attention_function(uk: HeadNBits | None = None, uv: HeadNBits | None = None) -> onnx.FunctionProto:
+def latent_attention_function(
+    uk: HeadNBits | None = None,
+    uv: HeadNBits | None = None,
+    kv_lora_rank: int = 0,
+    half: int = 0,
+    latent_pad: int = 0,
+    cache_type: int = TensorProto.FLOAT,
+) -> onnx.FunctionProto:
     """`edgeport.mla:LatentAttention`: absorbed multi-head latent attention over a latent-only cache.
 
     Inputs: q_nope [B,H,S,dn], q_rope [B,H,S,dr] (rotated), kv_new [B,S,L] = [rms(latent) | rope(k_rope)],
-    past_key / past_value [B,1,P,L'/2] (the two halves of the padded latent L' = L + latent_pad),
-    attention_mask [B,P+S] int64, then W_UK as w_uk [H,dn,r] float, or (uk given) w_uk + w_uk_scales, the
-    MatMulNBits form of quant's k_b [H*r, dn]; then W_UV as w_uv [H,r,dv], or w_uv + w_uv_scales from v_b.
-    Quantized W_UK/W_UV are multiplied head by head (H MatMulNBits each: ORT has no batched-weight NBits op).
-    Outputs: attn [B,S,H*dv], present_key / present_value [B,1,P+S,L'/2].
-    Attributes: scale, kv_lora_rank (r), latent_pad (0 or 1) drive the body; num_heads, rope_dim, v_head_dim
-    describe the op for a runtime that replaces it with a kernel (the body reads them from input shapes).
-    """
+    past_key / past_value [B,1,P,L'/2] (the two halves of the padded latent L' = L + latent_pad, in the cache
+    type: float16 or float), attn_bias [B,1,S,P+S] (0 where query i may see key j, NEG elsewhere: causal
+    bottom-right and key padding; the graph computes it once for all layers), then W_UK as w_uk [H,dn,r] float,
+    or (uk given) w_uk + w_uk_scales, the MatMulNBits form of quant's k_b [H*r, dn]; then W_UV as w_uv [H,r,dv],
+    or w_uv + w_uv_scales from v_b. Quantized W_UK/W_UV are multiplied head by head (H MatMulNBits each: ORT
+    has no batched-weight NBits op, and on the CPU EP one block-diagonal MatMulNBits over all heads or one float
+    batched MatMul measured 2.5x slower than the 16 small ones on a 2-core AVX512-VNNI x86).
+    Outputs: attn [B,S,H*dv], present_key / present_value [B,1,P+S,L'/2] in the cache type.
+
+    The cache is never joined into one [T, L'] tensor: the new token's latent is appended to each half
+    (present_* are the only copies), and the scores are q[:L'/2].K1^T + q[L'/2:].K2^T; the context is
+    p.K1 followed by the first r - L'/2 columns of p.K2 (the rest of K2 is k_rope and padding). A float16
+    cache is read back as float (the CPU EP has no float16 MatMul on x86), so the current token attends to
+    the same rounded latent that later steps will read.
+    Attributes: scale, kv_lora_rank (r), latent_pad (0 or 1), num_heads, rope_dim, v_head_dim describe the op
+    for a runtime that replaces it with a kernel (the body reads scale from its attribute; r, the half width
+    L'/2 and the padding are fixed when the function is built for a model)."""
     nodes: list[onnx.NodeProto] = []
+    r, half_cache = kv_lora_rank, cache_type != TensorProto.FLOAT
 
     def op(op_type: str, inputs: list[str], out: str | list[str], **attrs: Any) -> None:
         outs = [out] if isinstance(out, str) else out
@@ -345,63 +373,69 @@ def latent_attention_function(uk: HeadNBits | None = None, uv: HeadNBits | None 
     def const_ints(out: str, values: list[int]) -> None:
         op("Constant", [], out, value_ints=values)
 
-    def attr_const(out: str, attr: str, kind: int, field: str) -> None:
-        node = helper.make_node("Constant", [], [out])
-        a = onnx.AttributeProto()
-        a.name, a.ref_attr_name, a.type = field, attr, kind
-        node.attribute.append(a)
-        nodes.append(node)
-
+    scale = helper.make_node("Constant", [], ["scale"])
+    a = onnx.AttributeProto()
+    a.name, a.ref_attr_name, a.type = "value_float", "scale", onnx.AttributeProto.FLOAT
+    scale.attribute.append(a)
+    nodes.append(scale)
     const_ints("ax0", [0])
     const_ints("ax1", [1])
     const_ints("axm1", [-1])
     const_ints("zero1", [0])
-    const_ints("big1", [2**62])
-    attr_const("r0", "kv_lora_rank", onnx.AttributeProto.INT, "value_int")
-    op("Unsqueeze", ["r0", "ax0"], "r")
-    attr_const("pad0", "latent_pad", onnx.AttributeProto.INT, "value_int")
-    op("Unsqueeze", ["pad0", "ax0"], "pad1")
-    attr_const("scale", "scale", onnx.AttributeProto.FLOAT, "value_float")
-    # cache: [past_key | past_value] ++ padded kv_new along time; present = the two halves
+    # cache: each half grows by the new token's half; nothing else copies the cache
     op("Unsqueeze", ["kv_new", "ax1"], "kv4")  # [B,1,S,L]
-    const_ints("pads_head", [0, 0, 0, 0, 0, 0, 0])
-    op("Concat", ["pads_head", "pad1"], "pads", axis=0)
-    op("Pad", ["kv4", "pads"], "kv4p")  # [B,1,S,L']
-    op("Concat", ["past_key", "past_value"], "past", axis=-1)
-    op("Concat", ["past", "kv4p"], "full", axis=2)  # [B,1,T,L']
-    op("Split", ["full"], ["present_key", "present_value"], axis=-1, num_outputs=2)
-    op("Shape", ["kv_new"], "L", start=-1)
-    op("Slice", ["full", "zero1", "L", "axm1"], "kv")  # [B,1,T,L] = [latent | k_rope]
-    op("Slice", ["full", "zero1", "r", "axm1"], "latent")  # [B,1,T,r]
-    # absorbed query [q_nope . W_UK | q_rope] against the cache
+    kv = "kv4"
+    if latent_pad:
+        const_ints("pads", [0, 0, 0, 0, 0, 0, 0, latent_pad])
+        op("Pad", [kv, "pads"], "kv4p")  # [B,1,S,L']
+        kv = "kv4p"
+    if half_cache:
+        op("Cast", [kv], "kv4c", to=cache_type)
+        kv = "kv4c"
+    op("Split", [kv], ["new_key", "new_value"], axis=-1, num_outputs=2)
+    op("Concat", ["past_key", "new_key"], "present_key", axis=2)  # [B,1,T,L'/2]
+    op("Concat", ["past_value", "new_value"], "present_value", axis=2)
+    k1, k2 = "present_key", "present_value"
+    if half_cache:
+        op("Cast", [k1], "k1", to=TensorProto.FLOAT)
+        op("Cast", [k2], "k2", to=TensorProto.FLOAT)
+        k1, k2 = "k1", "k2"
+    # absorbed, scaled query [q_nope . W_UK | q_rope | 0 pad], split like the cache
     if uk is None:
         op("MatMul", ["q_nope", "w_uk"], "q_lat")  # [B,H,S,r]
     else:
         per_head(op, const_ints, "q_nope", "w_uk", "q_lat", uk)
-    op("Concat", ["q_lat", "q_rope"], "q_abs", axis=-1)  # [B,H,S,L]
-    op("Transpose", ["kv"], "kv_t", perm=[0, 1, 3, 2])
-    op("MatMul", ["q_abs", "kv_t"], "scores0")  # [B,H,S,T]
-    op("Mul", ["scores0", "scale"], "scores1")
-    # bottom-right causal mask (query i sees keys j <= past + i) and the key padding mask
-    op("Shape", ["attention_mask"], "T1", start=1, end=2)
-    op("Shape", ["q_nope"], "S1", start=2, end=3)
-    op("Squeeze", ["T1"], "T")
-    op("Squeeze", ["S1"], "S")
-    op("Sub", ["T", "S"], "P")
-    op("Constant", [], "i0", value_int=0)
-    op("Constant", [], "i1", value_int=1)
-    op("Range", ["P", "T", "i1"], "rows")
-    op("Range", ["i0", "T", "i1"], "cols")
-    op("Unsqueeze", ["rows", "axm1"], "rows2")  # [S,1]
-    op("LessOrEqual", ["cols", "rows2"], "causal")  # [S,T]
-    op("Cast", ["attention_mask"], "keep", to=TensorProto.BOOL)
-    const_ints("ax12", [1, 2])
-    op("Unsqueeze", ["keep", "ax12"], "keep4")  # [B,1,1,T]
-    op("And", ["causal", "keep4"], "allowed")  # [B,1,S,T]
-    op("Constant", [], "neg", value_float=NEG)
-    op("Where", ["allowed", "scores1", "neg"], "scores")
+    if latent_pad:
+        op("Shape", ["q_rope"], "rope_shape", end=-1)
+        const_ints("pad_cols", [latent_pad])
+        op("Concat", ["rope_shape", "pad_cols"], "zpad_shape", axis=0)
+        op(
+            "ConstantOfShape",
+            ["zpad_shape"],
+            "zpad",
+            value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0]),
+        )
+        op("Concat", ["q_lat", "q_rope", "zpad"], "q_abs", axis=-1)  # [B,H,S,L']
+    else:
+        op("Concat", ["q_lat", "q_rope"], "q_abs", axis=-1)  # [B,H,S,L]
+    op("Mul", ["q_abs", "scale"], "q_scaled")
+    op("Split", ["q_scaled"], ["q1", "q2"], axis=-1, num_outputs=2)
+    op("Transpose", [k1], "k1_t", perm=[0, 1, 3, 2])
+    op("Transpose", [k2], "k2_t", perm=[0, 1, 3, 2])
+    op("MatMul", ["q1", "k1_t"], "s1")  # [B,H,S,T]
+    op("MatMul", ["q2", "k2_t"], "s2")
+    op("Add", ["s1", "s2"], "s12")
+    op("Add", ["s12", "attn_bias"], "scores")
     op("Softmax", ["scores"], "p", axis=-1)
-    op("MatMul", ["p", "latent"], "ctx")  # [B,H,S,r]
+    op("MatMul", ["p", k1], "c1")  # [B,H,S,L'/2]
+    if r <= half:  # the latent ends inside K1
+        const_ints("r1", [r])
+        op("Slice", ["c1", "zero1", "r1", "axm1"], "ctx")
+    else:  # its last r - L'/2 columns are the start of K2
+        const_ints("rest", [r - half])
+        op("MatMul", ["p", k2], "c2")
+        op("Slice", ["c2", "zero1", "rest", "axm1"], "c2_lat")
+        op("Concat", ["c1", "c2_lat"], "ctx", axis=-1)  # [B,H,S,r]
     if uv is None:
         op("MatMul", ["ctx", "w_uv"], "o")  # [B,H,S,dv]
     else:
@@ -412,7 +446,7 @@ def latent_attention_function(uk: HeadNBits | None = None, uv: HeadNBits | None 
     return helper.make_function(
         MLA_DOMAIN,
         "LatentAttention",
-        ["q_nope", "q_rope", "kv_new", "past_key", "past_value", "attention_mask", "w_uk"]
+        ["q_nope", "q_rope", "kv_new", "past_key", "past_value", "attn_bias", "w_uk"]
         + (["w_uk_scales"] if uk else [])
         + ["w_uv"]
         + (["w_uv_scales"] if uv else []),
@@ -449,6 +483,29 @@ def per_head(op: Any, const_ints: Any, x: str, w: str, out: str, q: HeadNBits) -
         )
         outs.append(f"{out}_h{h}")
     op("Concat", outs, out, axis=1)
+
+
+KV_CACHES = {"fp16": TensorProto.FLOAT16, "fp32": TensorProto.FLOAT}
+
+
+def default_kv_cache(precision: str) -> str:
+    """fp16 (half the bytes, as llama.cpp's f16 cache), except for fp32 exports, which stay exact."""
+    return "fp32" if precision == "fp32" else "fp16"
+
+
+def attention_bias(b: Builder) -> str:
+    """attn_bias [B,1,S,T] from attention_mask [B,T] and the query length S, once for all layers: 0 where query
+    i (at position P+i, P = T-S) may see key j (j <= P+i and attention_mask[j] = 1), NEG elsewhere."""
+    T = b.op("Squeeze", [b.op("Shape", ["attention_mask"], start=1, end=2)])
+    S = b.op("Squeeze", [b.op("Shape", ["input_ids"], start=1, end=2)])
+    one, zero = b.scalar(1, np.int64), b.scalar(0, np.int64)
+    rows = b.op("Range", [b.op("Sub", [T, S]), T, one])  # query positions
+    cols = b.op("Range", [zero, T, one])  # key positions
+    causal = b.op("LessOrEqual", [cols, b.op("Unsqueeze", [rows, b.const([-1])])])  # [S,T]
+    keep = b.op("Unsqueeze", [b.op("Cast", ["attention_mask"], to=TensorProto.BOOL), b.const([1, 2])])
+    allowed = b.op("And", [causal, keep])  # [B,1,S,T]
+    zero, neg = b.scalar(0.0, np.float32), b.scalar(NEG, np.float32)
+    return b.op("Where", [allowed, zero, neg], name="attn_bias", outputs=["attn_bias"])
 
 
 def latent_halves(cfg: YoutuConfig) -> tuple[int, int]:
@@ -561,7 +618,7 @@ def make_attention(
             kv_new,
             f"past_key_values.{i}.key",
             f"past_key_values.{i}.value",
-            "attention_mask",
+            "attn_bias",
             *w_uk,
             *w_uv,
         ],
@@ -637,6 +694,11 @@ def make_head(b: Builder, w: Weights, cfg: YoutuConfig, residual: str, delta: st
         name="model.norm",
         epsilon=cfg.rms_norm_eps,
     )
+    # logits_to_keep (as in transformers): 0 = every row, k = the last k rows. A graph input with a default of 0
+    # (an overridable initializer), so genai (which preallocates [B, S, V] logits) and older callers get every
+    # row; a decode loop passes 1 and the prefill's lm_head (a 2B model's largest matrix) multiplies one row.
+    keep = b.op("Unsqueeze", [b.op("Neg", [b.scalar(0, np.int64, "logits_to_keep")]), b.const([0])])
+    h = b.op("Slice", [h, keep, b.const([2**62]), b.const([1])], name="logits_to_keep")
     if cfg.tie_word_embeddings and emb.qweight:
         b.op(
             "MatMulNBits",
@@ -665,14 +727,18 @@ def make_head(b: Builder, w: Weights, cfg: YoutuConfig, residual: str, delta: st
     b.op("FusedMatMul", [h, value], domain="com.microsoft", name="lm_head", outputs=["logits"], transB=1)
 
 
-def make_io(cfg: YoutuConfig) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
-    """The genai decoder inputs / outputs: ids, mask, positions, logits and the latent cache halves."""
+def make_io(
+    cfg: YoutuConfig, cache_type: int = TensorProto.FLOAT
+) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
+    """The genai decoder inputs / outputs: ids, mask, positions, logits_to_keep, logits and the latent cache
+    halves (in `cache_type`)."""
     half, _ = latent_halves(cfg)
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     inputs = [
         helper.make_tensor_value_info("input_ids", i64, ["batch_size", "sequence_length"]),
         helper.make_tensor_value_info("attention_mask", i64, ["batch_size", "total_sequence_length"]),
         helper.make_tensor_value_info("position_ids", i64, ["batch_size", "sequence_length"]),
+        helper.make_tensor_value_info("logits_to_keep", i64, []),
     ]
     outputs = [
         helper.make_tensor_value_info("logits", f32, ["batch_size", "sequence_length", cfg.vocab_size])
@@ -681,12 +747,12 @@ def make_io(cfg: YoutuConfig) -> tuple[list[onnx.ValueInfoProto], list[onnx.Valu
         for kind in ("key", "value"):
             inputs.append(
                 helper.make_tensor_value_info(
-                    f"past_key_values.{i}.{kind}", f32, ["batch_size", 1, "past_sequence_length", half]
+                    f"past_key_values.{i}.{kind}", cache_type, ["batch_size", 1, "past_sequence_length", half]
                 )
             )
             outputs.append(
                 helper.make_tensor_value_info(
-                    f"present.{i}.{kind}", f32, ["batch_size", 1, "total_sequence_length", half]
+                    f"present.{i}.{kind}", cache_type, ["batch_size", 1, "total_sequence_length", half]
                 )
             )
     return inputs, outputs
@@ -698,13 +764,18 @@ def build_graph(
     precision: str,
     progress: bool = True,
     mla_nbits: bool = True,
+    kv_cache: str | None = None,
 ) -> onnx.ModelProto:
-    """The decoder ModelProto (genai I/O names); initializers go through `b` as each builder reads them."""
+    """The decoder ModelProto (genai I/O names); initializers go through `b` as each builder reads them.
+    kv_cache: the latent cache's type, fp16 or fp32 (default_kv_cache(precision) when None)."""
     from tqdm import tqdm
 
     cfg = w.cfg
     H, dn, dv, r = cfg.num_attention_heads, cfg.qk_nope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank
-    _, pad = latent_halves(cfg)
+    half, pad = latent_halves(cfg)
+    kv_cache = kv_cache or default_kv_cache(precision)
+    if kv_cache not in KV_CACHES:
+        raise EdgeportError(f"unknown kv cache type {kv_cache!r}; choose from {', '.join(KV_CACHES)}")
     nL = cfg.num_hidden_layers
 
     def head_nbits(kind: str, K: int, N: int) -> HeadNBits | None:
@@ -726,6 +797,7 @@ def build_graph(
     del cos, sin
 
     x, emb = make_embedding(b, w)
+    attention_bias(b)  # "attn_bias", once for all layers
     residual, delta = x, ""
     for i in tqdm(
         range(nL), desc="onnx graph", unit="layer", disable=None if progress else True, leave=False
@@ -734,7 +806,7 @@ def build_graph(
     make_head(b, w, cfg, residual, delta, emb)
     b.finish()  # before make_graph, which copies the initializer protos
 
-    inputs, outputs = make_io(cfg)
+    inputs, outputs = make_io(cfg, KV_CACHES[kv_cache])
     graph = helper.make_graph(b.nodes, "edgeport_youtu_decoder", inputs, outputs, b.inits)
     model = helper.make_model(
         graph,
@@ -743,7 +815,7 @@ def build_graph(
             helper.make_opsetid("com.microsoft", 1),
             helper.make_opsetid(MLA_DOMAIN, 1),
         ],
-        functions=[latent_attention_function(uk, uv)],
+        functions=[latent_attention_function(uk, uv, r, half, pad, KV_CACHES[kv_cache])],
         producer_name="edgeport",
         ir_version=10,
     )
@@ -752,6 +824,9 @@ def build_graph(
             onnx.StringStringEntryProto(key="edgeport.precision", value=precision),
             onnx.StringStringEntryProto(key="edgeport.latent_dim", value=str(cfg.latent_dim)),
             onnx.StringStringEntryProto(key="edgeport.latent_pad", value=str(pad)),
+            onnx.StringStringEntryProto(key="edgeport.kv_cache", value=kv_cache),
+            # inputs with a default (initializers), which onnxruntime's input lists leave out
+            onnx.StringStringEntryProto(key="edgeport.optional_inputs", value="logits_to_keep"),
         ]
     )
     return model
@@ -879,16 +954,21 @@ def export_onnx(
     progress: bool = True,
     accuracy_level: int = 4,
     mla_nbits: bool = True,
+    kv_cache: str | None = None,
 ) -> Path:
     """Export a float or quantized checkpoint folder to an ONNX folder (model.onnx [+ model.onnx.data],
     genai_config.json, tokenizer files, model.ort + required_operators.config). Returns `out_dir`.
 
     accuracy_level is MatMulNBits' compute type: 4 (int8 activations, the fast CPU/mobile path) by default;
     0 computes in fp32 (used by tests to show the integer codes are exactly quant/'s). mla_nbits=False gives
-    LatentAttention W_UK/W_UV as float (dequantized) batched matrices instead of per-head MatMulNBits."""
+    LatentAttention W_UK/W_UV as float (dequantized) batched matrices instead of per-head MatMulNBits.
+    kv_cache is the latent cache's type: fp16 (half the bytes, like llama.cpp's f16 cache) or fp32; by default
+    fp32 for an fp32 export (exact against torch) and fp16 for fp16/int8/int4."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if precision not in PRECISIONS:
         raise EdgeportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if kv_cache is not None and kv_cache not in KV_CACHES:
+        raise EdgeportError(f"unknown kv cache type {kv_cache!r}; choose from {', '.join(KV_CACHES)}")
     if out_dir.resolve() == model_dir.resolve():
         raise EdgeportError("output folder must differ from the checkpoint folder", out_dir)
     check_out(
@@ -902,7 +982,9 @@ def export_onnx(
         total=4, desc="export onnx", unit="stage", disable=None if progress else True, leave=False, delay=1.0
     )
     try:
-        return _export(model_dir, out_dir, precision, mobile, progress, accuracy_level, mla_nbits, stages)
+        return _export(
+            model_dir, out_dir, precision, mobile, progress, accuracy_level, mla_nbits, kv_cache, stages
+        )
     finally:
         stages.close()  # leave=False: the bar is erased, so an error stays the only line
 
@@ -915,6 +997,7 @@ def _export(
     progress: bool,
     accuracy_level: int,
     mla_nbits: bool,
+    kv_cache: str | None,
     stages: Any,
 ) -> Path:
     with (
@@ -928,7 +1011,7 @@ def _export(
         b = Builder(
             fp16=precision == "fp16", accuracy_level=accuracy_level, data_path=tmp / "model.onnx.data"
         )
-        model = build_graph(b, w, precision, progress=progress, mla_nbits=mla_nbits)
+        model = build_graph(b, w, precision, progress=progress, mla_nbits=mla_nbits, kv_cache=kv_cache)
         if mobile and b.bytes > ORT_FORMAT_MAX_BYTES:
             stages.write(
                 f"note: {b.bytes / 2**30:.1f} GiB of weights exceed the ORT format's 2 GiB flatbuffer "
