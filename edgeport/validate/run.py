@@ -115,9 +115,17 @@ class Inputs:
         return self._tok, self._episodes
 
     def key(self, checkpoint_sha256: str, episodes: int) -> str:
-        """Names the reference's cached figures: the checkpoint's bytes and every input that shapes them."""
+        """Names the reference's cached figures: the checkpoint's bytes, every input that shapes them and the code
+        that computes them (edgeport.model, edgeport.reference)."""
+        import edgeport.model
+        import edgeport.reference
+
+        code = [
+            hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()
+            for m in (edgeport.model, edgeport.reference)
+        ]
         parts = [checkpoint_sha256, self.ids, self.prompt, GREEDY_TOKENS, self.texts]
-        parts += [episodes, self.agent_tokens, self.seed]
+        parts += [episodes, self.agent_tokens, self.seed, code]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
