@@ -379,20 +379,3 @@ class YoutuForCausalLM(nn.Module):
         for i, layer in enumerate(self.model.layers):
             x = layer(x, cos, sin, cache=cache, layer=i, absorbed=absorbed, key_mask=attention_mask)
         return self.lm_head(self.model.norm(x))
-
-    @torch.no_grad()
-    def generate(
-        self, input_ids: list[int], max_new_tokens: int, stop_ids: tuple[int, ...] = (), absorbed: bool = True
-    ) -> list[int]:
-        """Greedy decode with the latent cache: prefill the prompt, then one token at a time."""
-        cache = self.new_cache()
-        ids = torch.tensor([input_ids], dtype=torch.long)
-        out: list[int] = []
-        logits = self(ids, cache=cache, absorbed=absorbed)
-        for _ in range(max_new_tokens):
-            nxt = int(logits[0, -1].argmax())
-            out.append(nxt)
-            if nxt in stop_ids:
-                break
-            logits = self(torch.tensor([[nxt]]), cache=cache, absorbed=absorbed)
-        return out

@@ -1,7 +1,6 @@
 """The fp32 torch reference without the whole fp32 model in memory: decoder layers streamed from the safetensors.
 
-`StreamedModel(folder)` is `edgeport.model.YoutuForCausalLM` (same forward, same `generate`, so the same
-arithmetic) whose decoder layers are read from the checkpoint's safetensors, converted to fp32 and run one at a
+`StreamedModel(folder).model` is an `edgeport.model.YoutuForCausalLM` (same forward, so the same arithmetic) whose decoder layers are read from the checkpoint's safetensors, converted to fp32 and run one at a
 time. Only the embedding (the tied head), the final norm and the layers that fit `resident_bytes` stay in
 memory; every other layer is read again on each forward, into the one slot they share. Youtu-LLM-2B with the
 default 512 MiB: about 2 GiB instead of 7.3 GiB for the whole fp32 model. A small model is kept whole after its
@@ -14,7 +13,7 @@ up in the process's resident set either.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,19 +59,11 @@ class _Layers(nn.Module):
 
 
 class StreamedModel:
-    """fp32 logits / greedy decode of a float checkpoint, one decoder layer in memory at a time.
+    """A float checkpoint as an fp32 model (`.model`) with one decoder layer in memory at a time. It only holds
+    weights: runtimes.torch_ref.TorchRef(folder, streamed=True) runs it (logits, the token stream, the tokenizer)."""
 
-    absorbed=False runs the expanded attention path (the reference), True the absorbed path on the latent cache.
-    The methods match runtimes.base.Runtime (logits, generate, tokenize, close), so validate runs it as a row.
-    """
-
-    name = "torch-streamed"
-
-    def __init__(
-        self, folder: str | Path, absorbed: bool = False, resident_bytes: int = RESIDENT_BYTES
-    ) -> None:
-        self.artifact = self.folder = Path(folder)
-        self.absorbed = absorbed
+    def __init__(self, folder: str | Path, resident_bytes: int = RESIDENT_BYTES) -> None:
+        self.folder = Path(folder)
         self.config = cfg = load_config(self.folder)
         self.shapes = expected_shapes(cfg)
         self.files = tensor_files(self.folder)
@@ -94,7 +85,6 @@ class StreamedModel:
         self.resident = self.keep == cfg.num_hidden_layers
         self._kept: dict[int, DecoderLayer] = {}
         self._slot: DecoderLayer | None = None  # the streamed layers' one place in memory
-        self._tok = None
 
     def _read(self, names: list[str]) -> dict[str, torch.Tensor]:
         """fp32 copies of `names`, opening each shard only for as long as its tensors are copied out."""
@@ -137,28 +127,6 @@ class StreamedModel:
         else:
             self._slot = slot
         return slot
-
-    @torch.no_grad()
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        x = torch.tensor([list(ids)], dtype=torch.long)
-        if self.absorbed:
-            out = self.model(x, cache=self.model.new_cache(), absorbed=True)
-        else:
-            out = self.model(x)
-        return out[0].float().numpy()
-
-    def generate(self, ids: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[int]:
-        return self.model.generate(list(ids), max_new_tokens, tuple(stop_ids), absorbed=self.absorbed)
-
-    def tokenize(self, text: str) -> list[int]:
-        from tokenizers import Tokenizer
-
-        if self._tok is None:
-            path = self.folder / "tokenizer.json"
-            if not path.is_file():
-                raise NotImplementedError(f"{self.folder} has no tokenizer.json")
-            self._tok = Tokenizer.from_file(str(path))
-        return self._tok.encode(text, add_special_tokens=False).ids
 
     def close(self) -> None:
         self._kept.clear()

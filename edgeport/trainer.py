@@ -562,6 +562,7 @@ def evaluate_model(
     from edgeport import data as D
     from edgeport.checkpoint import load_model
     from edgeport.tokenizer import load_tokenizer
+    from runtimes.torch_ref import TorchRef
 
     folder = resolve_model_dir(model_dir)
     model = load_model(folder)
@@ -584,7 +585,8 @@ def evaluate_model(
             r = held_out_loss(model, packed, max_rows, 8, Dist(), contextlib.nullcontext())
             out[name] = r
     t0 = time.perf_counter()
-    res = agent.evaluate(model.generate, tok, episodes, max_context=model.config.max_position_embeddings,
+    rt = TorchRef(folder, absorbed=True, model=model)  # the one token stream every runtime has
+    res = agent.evaluate(agent.runtime_stream(rt), tok, episodes, max_context=model.config.max_position_embeddings,
                          progress=progress)  # fmt: skip
     res["seconds"] = time.perf_counter() - t0
     out["agent"] = {k: v for k, v in res.items() if k != "chance"}

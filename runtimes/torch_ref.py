@@ -36,10 +36,27 @@ class TorchRef(Runtime):
 
     name = "torch"
 
-    def __init__(self, folder: str | Path, absorbed: bool = False) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        absorbed: bool = False,
+        model: torch.nn.Module | None = None,
+        streamed: bool = False,
+        resident_bytes: int | None = None,
+    ) -> None:
+        """`model`: run this in-memory model instead of loading `folder`; `streamed`: the float checkpoint's decoder
+        layers are read from its safetensors as the forward reaches them (edgeport.reference.StreamedModel), so a
+        2B fp32 reference fits a laptop; `resident_bytes` bounds the layers it keeps."""
         super().__init__(folder)
         self.absorbed = absorbed
-        self.model = load_torch_model(folder)
+        self.streamed = None
+        if model is None and streamed:
+            from edgeport.reference import RESIDENT_BYTES, StreamedModel
+
+            keep = RESIDENT_BYTES if resident_bytes is None else resident_bytes
+            self.streamed = StreamedModel(folder, resident_bytes=keep)
+            model = self.streamed.model
+        self.model = model if model is not None else load_torch_model(folder)
         self.config = self.model.config
         self.context_length = self.config.max_position_embeddings
         self._tok = None
@@ -92,3 +109,7 @@ class TorchRef(Runtime):
         if not self.config.tie_word_embeddings:
             total -= self.model.model.embed_tokens.weight.numel() * 4
         return total
+
+    def close(self) -> None:
+        if self.streamed is not None:
+            self.streamed.close()

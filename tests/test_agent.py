@@ -154,11 +154,12 @@ def test_no_tool_kinds_follow_ups_and_reasoning(tok, eps: list[D.Episode]) -> No
 
 
 def test_real_model_generate_plugs_in(tok, eps: list[D.Episode]) -> None:
-    """YoutuForCausalLM.generate is a GenerateFn: a random tiny model runs through the loop without errors."""
+    """A runtime's token stream is a GenerateFn: a random tiny in-memory model runs through the loop without errors."""
     import torch
     from conftest import ODD_CONFIG
 
     from edgeport.model import YoutuConfig, YoutuForCausalLM
+    from runtimes.torch_ref import TorchRef
 
     torch.manual_seed(0)
     cfg = YoutuConfig(**{**ODD_CONFIG, "vocab_size": tok.vocab_size, "bos_token_id": tok.bos_id,
@@ -166,6 +167,7 @@ def test_real_model_generate_plugs_in(tok, eps: list[D.Episode]) -> None:
     model = YoutuForCausalLM(cfg).eval()
     small = [e for e in eps if e.kind != "chain"][:2]
     with torch.no_grad():
-        r = A.evaluate(model.generate, tok, small, max_steps=2, max_new_tokens=8)
+        rt = TorchRef("in-memory", absorbed=True, model=model)
+        r = A.evaluate(A.runtime_stream(rt), tok, small, max_steps=2, max_new_tokens=8)
     assert r["n"] == 2 and r["success_rate"] == r["reasons"].get("ok", 0) / 2
     assert sum(r["reasons"].values()) == 2

@@ -12,6 +12,7 @@ from conftest import ODD_CONFIG, TEST_VOCAB, _hf_checkpoint
 from edgeport.checkpoint import iter_tensors, load_config, load_model, save_model
 from edgeport.errors import EdgeportError
 from edgeport.model import YoutuConfig, YoutuForCausalLM, preset
+from runtimes.torch_ref import TorchRef
 
 transformers = pytest.importorskip("transformers")
 
@@ -60,7 +61,7 @@ def test_generate_matches_transformers_greedy(tmp_path: Path) -> None:
     prompt = [5, 17, 99, 3, 250]
     with torch.no_grad():
         want = ref.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, min_new_tokens=20)
-    assert load_model(folder).generate(prompt, 20) == want[0, len(prompt) :].tolist()
+    assert TorchRef(folder, absorbed=True).generate(prompt, 20) == want[0, len(prompt) :].tolist()
 
 
 def test_legacy_config_spelling(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from edgeport.checkpoint import expected_shapes, load_model, save_model
 from edgeport.errors import EdgeportError
 from edgeport.model import preset
 from edgeport.reference import StreamedModel
+from runtimes.torch_ref import TorchRef
 
 IDS = list(range(3, 60))
 
@@ -29,16 +30,20 @@ def test_streamed_equals_in_memory(hf_checkpoint, tmp_path: Path, sharded: bool)
     full = load_model(folder)
     with torch.no_grad():
         want = full(torch.tensor([IDS]))[0].numpy()
-    streamed = StreamedModel(folder, resident_bytes=0)  # nothing kept: every forward reads every layer
-    assert not streamed.resident
+    streamed = TorchRef(
+        folder, streamed=True, resident_bytes=0
+    )  # nothing kept: every forward reads every layer
+    assert not streamed.streamed.resident
     np.testing.assert_array_equal(streamed.logits(IDS), want)  # same modules, same order: bit-exact
-    assert streamed.generate(IDS, 8) == full.generate(IDS, 8, absorbed=False)
-    assert not streamed._kept
-    absorbed = StreamedModel(folder, absorbed=True)  # small: layers stay resident after the first pass
-    assert absorbed.resident
+    assert streamed.generate(IDS, 8) == TorchRef(folder).generate(IDS, 8)
+    assert not streamed.streamed._kept
+    absorbed = TorchRef(
+        folder, absorbed=True, streamed=True
+    )  # small: layers stay resident after the first pass
+    assert absorbed.streamed.resident
     np.testing.assert_allclose(absorbed.logits(IDS), want, atol=1e-4)
-    assert absorbed.generate(IDS, 8) == full.generate(IDS, 8, absorbed=True)
-    assert len(absorbed._kept) == full.config.num_hidden_layers
+    assert absorbed.generate(IDS, 8) == TorchRef(folder, absorbed=True).generate(IDS, 8)
+    assert len(absorbed.streamed._kept) == full.config.num_hidden_layers
 
 
 def test_missing_tensor_is_one_line(hf_checkpoint) -> None:
@@ -55,7 +60,7 @@ PEAK = """
 import sys
 import torch
 from edgeport.checkpoint import expected_shapes, load_config
-from edgeport.reference import StreamedModel
+from runtimes.torch_ref import TorchRef
 
 def hwm():  # this process's own peak RSS (ru_maxrss would start at the forking parent's)
     line = next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
@@ -64,7 +69,7 @@ def hwm():  # this process's own peak RSS (ru_maxrss would start at the forking 
 torch.set_num_threads(1)
 expected_shapes(load_config(sys.argv[1]))  # torch's one-time start-up allocations belong to the baseline
 base = hwm()
-m = StreamedModel(sys.argv[1], resident_bytes=64 * 2**20)  # keeps one 45 MB layer, streams the rest
+m = TorchRef(sys.argv[1], streamed=True, resident_bytes=64 * 2**20)  # keeps one 45 MB layer, streams the rest
 m.logits(list(range(3, 35)))
 m.generate(list(range(3, 11)), 2)
 print(hwm() - base)

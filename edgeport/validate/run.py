@@ -1,8 +1,8 @@
 """The validation run: every available runtime x artifact of an export measured on the same fixed inputs.
 
 Bounded memory at any model size:
-- the fp32 torch reference is `edgeport.reference.StreamedModel` (one decoder layer in memory at a time); its
-  logits and greedy tokens are cached on disk in the export (`.validate/reference-<key>.npz`), so no runtime
+- the fp32 torch reference is `TorchRef(streamed=True)` over `edgeport.reference.StreamedModel` (one decoder
+  layer in memory at a time); its logits and greedy tokens are cached on disk in the export (`.validate/reference-<key>.npz`), so no runtime
   runs beside it and a second `validate` of the same export does not recompute it;
 - for a model above SMALL_MODEL_BYTES each row runs in its own spawned process, one at a time, so the peak is
   that of one runtime with one artifact, and all of it goes back to the OS when the row is done (a script that
@@ -116,13 +116,15 @@ class Inputs:
 
     def key(self, checkpoint_sha256: str, episodes: int) -> str:
         """Names the reference's cached figures: the checkpoint's bytes, every input that shapes them and the code
-        that computes them (edgeport.model, edgeport.reference)."""
+        that computes them (edgeport.model, edgeport.reference, and the torch runtime's token stream)."""
         import edgeport.model
         import edgeport.reference
+        import runtimes.base
+        import runtimes.torch_ref
 
         code = [
             hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()
-            for m in (edgeport.model, edgeport.reference)
+            for m in (edgeport.model, edgeport.reference, runtimes.base, runtimes.torch_ref)
         ]
         parts = [checkpoint_sha256, self.ids, self.prompt, GREEDY_TOKENS, self.texts]
         parts += [episodes, self.agent_tokens, self.seed, code]
@@ -214,9 +216,9 @@ class Job:
 def build(t: Target, threads: int | None):
     """The target's runtime; the torch rows on the float checkpoint run the streamed fp32 model."""
     if t.artifact.kind == "checkpoint" and t.pair.target.startswith("runtimes.torch_ref"):
-        from edgeport.reference import StreamedModel
+        from runtimes.torch_ref import TorchRef
 
-        return StreamedModel(t.artifact.path, **t.pair.kwargs)
+        return TorchRef(t.artifact.path, streamed=True, **t.pair.kwargs)
     return t.build(threads)
 
 
