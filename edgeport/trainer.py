@@ -355,7 +355,10 @@ def held_out_loss(
     model: torch.nn.Module, packed: Packed, rows: int, batch: int, d: Dist, amp
 ) -> dict[str, float]:
     ids, mask = packed
-    ids, mask = ids[:rows], mask[:rows]
+    # rows that hold targets: a conversation longer than seq_len is cut into pieces and only the last holds the
+    # reply, so the first `rows` rows alone may score nothing (a loss of 0.0 that looks like a perfect model)
+    has_target = mask[:, 1:].any(dim=1)
+    ids, mask = ids[has_target][:rows], mask[has_target][:rows]
     total, count = torch.zeros(()), torch.zeros(())
     mine = torch.arange(d.rank, len(ids), d.world)
     model.eval()
