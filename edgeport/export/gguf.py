@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,11 +32,12 @@ import torch
 from gguf import GGMLQuantizationType as T
 from tqdm import tqdm
 
-from edgeport.checkpoint import check_weights, expected_shapes, load_config, weight_files
+from edgeport.checkpoint import check_weights, expected_shapes, load_config
 from edgeport.errors import EdgeportError
-from edgeport.inputs import GGUF_MAGIC, check_finite, check_tokenizer_folder, read_safetensors_header
+from edgeport.inputs import GGUF_MAGIC, check_tokenizer_folder
 from edgeport.io import atomic_file, check_out, temp_dir_for
 from edgeport.model import YoutuConfig
+from edgeport.tensorfile import SafetensorsReader
 from quant.formats import FLOATS, FORMATS, TABLE
 from quant.policy import SCHEMES
 
@@ -123,51 +123,6 @@ def rope_row_order(cfg: YoutuConfig, hf_name: str, rows: int) -> torch.Tensor | 
     return order
 
 
-# ---- bounded-memory safetensors reading ---------------------------------------------------------------
-ST_DTYPES = {
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "I32": torch.int32,
-    "I64": torch.int64,
-}
-
-
-class Weights:
-    """Header-only index of safetensors files; reads row ranges with plain reads, so RSS holds one chunk."""
-
-    def __init__(self, files: list[Path]) -> None:
-        self.index: dict[str, tuple[Path, torch.dtype, tuple[int, ...], int]] = {}
-        for f in files:
-            header = read_safetensors_header(f)  # length, dtypes, offsets and sizes checked before reading
-            with open(f, "rb") as fh:
-                (n,) = struct.unpack("<Q", fh.read(8))
-            for name, info in header.items():
-                if info["dtype"] not in ST_DTYPES:
-                    raise EdgeportError(f"tensor {name!r} has unsupported dtype {info['dtype']}", f)
-                begin, _ = info["data_offsets"]
-                self.index[name] = (f, ST_DTYPES[info["dtype"]], tuple(info["shape"]), 8 + n + begin)
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        return self.index[name][2]
-
-    def read(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Rows start:stop (first axis) of a tensor, as stored."""
-        path, dtype, shape, offset = self.index[name]
-        stop = shape[0] if stop is None else stop
-        row = int(np.prod(shape[1:])) * dtype.itemsize if len(shape) > 1 else dtype.itemsize
-        buf = bytearray((stop - start) * row)
-        with open(path, "rb") as fh:
-            fh.seek(offset + start * row)
-            if fh.readinto(buf) != len(buf):
-                raise EdgeportError(f"tensor {name!r} is truncated", path)
-        t = torch.frombuffer(buf, dtype=dtype).reshape(stop - start, *shape[1:])
-        check_finite(name, t, path)  # NaN/Inf refused unless --allow-nonfinite
-        return t
-
-
 # ---- encoders: float rows -> GGUF bytes ----------------------------------------------------------------
 def encode_float(x: torch.Tensor, t: T) -> np.ndarray:
     if t == T.F32:
@@ -242,8 +197,8 @@ def _row_chunks(rows: int, row_values: int) -> Iterator[tuple[int, int]]:
 
 
 def plan_float(folder: Path, cfg: YoutuConfig, type: str) -> list[Planned]:
-    check_weights(folder, cfg)  # names, shapes and float dtypes from the headers, before any read
-    w = Weights(weight_files(folder))
+    # names, shapes and float dtypes checked from the headers before any read
+    w = SafetensorsReader(list(check_weights(folder, cfg)))  # row ranges by plain reads: RSS holds one chunk
     shapes = expected_shapes(cfg)
 
     def encode(x: torch.Tensor, t: T) -> np.ndarray:
