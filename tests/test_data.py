@@ -276,42 +276,60 @@ def test_training_prompts_are_generation_prompts(train_eps: list[D.Episode]) -> 
         D.turn_examples([{"role": "assistant", "content": "x"}])
 
 
+def _runs(ids: list[int], mask: list[bool]) -> list[tuple[int, int]]:
+    """[start, end) of every maximal run of target tokens."""
+    out, start = [], None
+    for t, k in enumerate([*mask, False]):
+        if k and start is None:
+            start = t
+        elif not k and start is not None:
+            out.append((start, t))
+            start = None
+    return out
+
+
 def test_loss_mask_covers_exactly_assistant_tokens(tok, train_eps: list[D.Episode]) -> None:
-    for ep in train_eps[:40]:
+    """One render per conversation: every assistant turn is a target; a turn shown as the agent generated it is
+    trained after exactly its generation prompt; a turn in history form (no think block, where the agent's
+    prompt had the empty one) is trained from its second token on."""
+    exact = history = 0
+    for ep in train_eps[:60]:
         ids, mask = D.encode_example(tok, ep, "sft")
         assert len(ids) == len(mask)
+        assert ids == tok.encode(chat.render(ep.messages, ep.tools))
         turns = D.turn_examples(ep.messages, ep.tools)
-        runs, cur = [], []  # maximal runs of masked tokens
-        for t, m in zip(ids, mask, strict=True):
-            if m:
-                cur.append(t)
-            elif cur:
-                runs.append(cur)
-                cur = []
-        if cur:
-            runs.append(cur)
-        assert [tok.decode(r) for r in runs] == [t for _, t in turns]
-        assert ids == [t for p, g in turns for t in tok.encode(p) + tok.encode(g)]
-        assert sum(mask) == sum(len(tok.encode(g)) for _, g in turns)
+        runs = _runs(ids, mask)
+        assert len(runs) == len(turns)
+        for (a, b), (prompt, target) in zip(runs, turns, strict=True):
+            if tok.decode(ids[a:b]) == target:  # the agent's own context
+                assert tok.decode(ids[:a]) == prompt
+                assert ids[:b] == tok.encode(prompt) + tok.encode(target)
+                exact += 1
+            else:  # history form: <|Assistant|> + the target without its first token
+                assert not ep.thinking and tok.decode(ids[a - 2 : a - 1]) == chat.ASSISTANT
+                assert target == tok.decode(ids[a - 1 : b])
+                history += 1
+        assert runs[-1][1] == len(ids) and tok.decode(ids[-1:]) == chat.EOS
+    assert exact > 60 and history > 10
     ids, mask = D.encode_example(tok, "Hello world.", "text")
     assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id and mask == [False] + [True] * (len(ids) - 1)
     with pytest.raises(EdgeportError):
         D.encode_example(tok, "x", "chat")
+    with pytest.raises(EdgeportError, match="must follow"):
+        D.encode_example(tok, [{"role": "assistant", "content": "x"}], "sft")
 
 
-# ------------------------------------------------------------------ packing and mixtures
 def test_pack_shapes_and_content() -> None:
     rng = random.Random(3)
     exs, units = [], []
-    for _ in range(40):  # examples of 1-3 (prompt, target) units, like a multi-turn "sft" example
+    for _ in range(40):  # examples of 1-3 (prompt, target) parts, like a multi-turn conversation
         ids: list[int] = []
         mask: list[bool] = []
         for _ in range(rng.randint(1, 3)):
             p, t = rng.choice([1, 3, 6, 25]), rng.choice([1, 2, 4])  # 25 > a row: must flow across rows
-            u = [rng.randrange(1, 100) for _ in range(p + t)]
-            units.append(u)
-            ids += u
+            ids += [rng.randrange(1, 100) for _ in range(p + t)]
             mask += [False] * p + [True] * t
+        units.append(ids)
         exs.append((ids, mask))
     L, eos = 15, 0
     x, m = D.pack(exs, L, eos)
@@ -321,7 +339,7 @@ def test_pack_shapes_and_content() -> None:
     assert sorted(real) == sorted((t, k) for ids, mk in exs for t, k in zip(ids, mk, strict=True))  # all kept
     assert all(not k for t, k in flat if t == eos)  # padding never trains
     rows = x.tolist()
-    for u in units:  # a prompt + target that fits a row lies inside one row: no target loses its prompt
+    for u in units:  # an example that fits a row lies inside one row: no target loses its prompt
         if len(u) <= L + 1:
             assert any(u == r[i : i + len(u)] for r in rows for i in range(L + 2 - len(u))), u
     assert float((x == eos).float().mean()) < 0.25  # first-fit keeps padding low
@@ -343,15 +361,19 @@ def test_mixture_stages(tok, train_eps: list[D.Episode]) -> None:
     assert frac["pretrain"] > 0.9  # text: loss on (almost) every token
     assert 0 < frac["sft"] < 0.5  # trajectories: assistant tokens only
     assert frac["sft"] < frac["midtrain"] < frac["pretrain"]
-    longest = max(
-        len(tok.encode(p + g)) for e in train_eps[:30] for p, g in D.turn_examples(e.messages, e.tools)
-    )
+    longest = max(len(tok.encode(chat.render(e.messages, e.tools))) for e in train_eps[:30])
     x, m = D.mixture(tok, texts, train_eps[:30], seq_len=longest, seed=0)["sft"]
-    for r, k in zip(x.tolist(), m.tolist(), strict=True):  # every target has its whole prompt in its row
+    for r, k in zip(
+        x.tolist(), m.tolist(), strict=True
+    ):  # every target has its whole conversation in its row
         for t in range(1, len(r)):
             if k[t] and not k[t - 1]:
                 start = t - 1 - r[:t][::-1].index(tok.bos_id)
-                assert tok.decode(r[start:t]).endswith((chat.ASSISTANT + chat.EMPTY_THINK, chat.ASSISTANT))
+                assert tok.decode(r[start : start + 1]) == chat.BOS
+                before = tok.decode(r[start:t])
+                assert before.endswith((chat.ASSISTANT + chat.EMPTY_THINK, chat.ASSISTANT)) or tok.decode(
+                    r[start : t - 1]
+                ).endswith(chat.ASSISTANT)  # a history-form turn trains from its second token
     again = D.mixture(tok, texts, train_eps[:30], seq_len=64, seed=0)
     assert all(torch.equal(out[k][0], again[k][0]) for k in out)
 

@@ -1,15 +1,12 @@
-"""Training datasets: chat examples per assistant turn, tokenize + mask, packing, the stage mixture, text sources.
+"""Training datasets: chat examples (one render per conversation), tokenize + mask, packing, the stage mixture,
+text sources.
 
 Train/inference consistency (the chat template's rules in edgeport/chat.py)
-    The agent prompts with `chat.render(history, tools, add_generation_prompt=True, enable_thinking=False)`, which
-    ends in `<|Assistant|><think>\\n\\n</think>\\n\\n`, and re-renders the whole history at every step. The
-    template drops/never adds the empty think block on earlier assistant turns, so one render of the whole
-    episode would train each non-final turn in a context the model never sees. Therefore each assistant turn is
-    its own training example: `prompt = render(history, tools, add_generation_prompt=True,
-    enable_thinking=False)` (no loss) + `target` (content / tool call + `<|end_of_text|>`, loss), token ids
-    `encode(prompt) + encode(target)` -- exactly the ids the agent feeds and the ids it is trained to emit.
-    `turn_examples` asserts that `render(history + [turn])` == prompt + target, so the render and the generation
-    prompt agree.
+    The agent prompts with `chat.render(history, tools, add_generation_prompt=True, enable_thinking=...)` and
+    re-renders the whole history at every step. A conversation is trained as one render of all its messages with
+    a target on every assistant turn (`episode_example`, which says where that render differs from the agent's
+    prompts and how the mask handles it). `turn_examples` gives each assistant turn's exact generation prompt and
+    target (the tests check the render against them).
 
 Packing
     `pack(examples, seq_len, eos_id)` -> `input_ids` int64 [N, seq_len + 1], `loss_mask` bool [N, seq_len + 1].
@@ -83,8 +80,8 @@ def encode_example(tok: Any, item: Any, mode: str = "text") -> Example:
     """(ids, loss_mask) of one example; mask[t] says token t is a training target.
 
     mode "text": `item` is a string -> [BOS] + ids + [EOS], loss on everything after BOS.
-    mode "sft" / "trajectory": `item` is an Episode, {"messages", "tools"?} or a message list -> the
-    per-assistant-turn examples of `turn_examples` concatenated; loss only on the target (assistant) tokens.
+    mode "sft" / "trajectory": `item` is an Episode, {"messages", "tools"?} or a message list -> the whole
+    conversation in one render (`episode_example`); loss only on the assistant tokens.
     """
     if mode == "text":
         if not isinstance(item, str):
@@ -93,22 +90,50 @@ def encode_example(tok: Any, item: Any, mode: str = "text") -> Example:
         return ids, [False] + [True] * (len(ids) - 1)
     if mode not in ("sft", "trajectory"):
         raise EdgeportError(f"mode must be 'text', 'sft' or 'trajectory', got {mode!r}")
-    ids: list[int] = []
-    mask: list[bool] = []
-    turns = turn_examples(*_messages_tools(item))
-    enc = _encode_many(tok, [s for turn in turns for s in turn])
-    for p, t in zip(enc[::2], enc[1::2], strict=True):
-        ids += p + t
-        mask += [False] * len(p) + [True] * len(t)
+    return episode_example(tok, *_messages_tools(item))
+
+
+def episode_example(tok: Any, messages: list[dict], tools: list[dict] | None = None) -> Example:
+    """(ids, loss_mask) of a whole conversation in one render, a target on every assistant turn.
+
+    One render instead of one example per turn: the tool block (~750 tokens with every tool offered) is then
+    processed once per episode, not once per assistant turn (2.3x fewer tokens for the same targets). The render
+    holds each turn in the context the agent sees it, with one exception, handled here:
+    - the last turn of a non-thinking episode starts with the empty think block that the enable_thinking=False
+      generation prompt supplies: not a target;
+    - a turn that shows its reasoning (thinking episodes: the template keeps it once tools are used) follows
+      exactly the default generation prompt (`<|Assistant|>`): all targets;
+    - an earlier turn in history form (no think block: non-thinking episodes) follows `<|Assistant|>` where the
+      agent's prompt had `<|Assistant|><think>\n\n</think>\n\n`: its first token is not a target, so the model
+      does not learn to skip thinking after a bare `<|Assistant|>`; the rest of the turn is.
+    """
+    from edgeport import chat
+
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            prev = messages[i - 1].get("role") if i > 0 and isinstance(messages[i - 1], dict) else None
+            if prev not in ("user", "tool"):
+                raise EdgeportError(f"chat message {i}: an assistant turn must follow a user or tool turn")
+    text, spans = chat.render_with_spans(messages, tools)
+    enc = tok.hf.encode(text, add_special_tokens=False)
+    ids = list(enc.ids)
+    starts = [a for a, _ in enc.offsets]
+    mask = [False] * len(ids)
+    j = 0
+    for s, e in spans:
+        skip_first = False
+        if text.startswith(chat.EMPTY_THINK, s):
+            s += len(chat.EMPTY_THINK)
+        elif not text.startswith(chat.THINK_START, s):
+            skip_first = True
+        while j < len(ids) and starts[j] < s:
+            j += 1
+        first = True
+        while j < len(ids) and starts[j] < e:
+            mask[j] = not (first and skip_first)
+            first = False
+            j += 1
     return ids, mask
-
-
-def _encode_many(tok: Any, texts: list[str]) -> list[list[int]]:
-    """tok.encode over a list (the Rust batch encoder when the tokenizer exposes it; same ids)."""
-    hf = getattr(tok, "hf", None)
-    if hf is not None and hasattr(hf, "encode_batch"):
-        return [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
-    return [tok.encode(t) for t in texts]
 
 
 def pack(
@@ -116,10 +141,8 @@ def pack(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed-length rows of seq_len + 1 tokens: (input_ids int64 [N, seq_len+1], loss_mask bool [N, seq_len+1]).
 
-    Each example is cut into units wherever its mask goes from True to False (in an "sft" example that is where
-    one assistant target ends and the next turn's prompt begins, so a unit is one prompt + its target; a text
-    example is one unit). A unit that fits in a row is placed whole, first-fit into the `window` most recent
-    open rows, so no target loses its prompt; a longer unit is cut into row-sized pieces. Rows are padded with
+    An example that fits in a row is placed whole, first-fit into the `window` most recent open rows, so no
+    target loses its prompt; a longer example is cut into row-sized pieces. Rows are padded with
     `eos_id` (mask False). Deterministic: same input, same rows.
     """
     if seq_len < 1:
@@ -146,10 +169,8 @@ def pack(
         if len(ex_ids) != len(ex_mask):
             raise ValueError(f"ids and mask lengths differ ({len(ex_ids)} vs {len(ex_mask)})")
         ex_ids, ex_mask = [int(t) for t in ex_ids], [bool(k) for k in ex_mask]
-        cuts = [0] + [t for t in range(1, len(ex_ids)) if ex_mask[t - 1] and not ex_mask[t]] + [len(ex_ids)]
-        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            for c in range(a, b, row):  # one piece unless the unit is longer than a row
-                place(ex_ids[c : min(b, c + row)], ex_mask[c : min(b, c + row)])
+        for c in range(0, len(ex_ids), row):  # one piece unless the example is longer than a row
+            place(ex_ids[c : c + row], ex_mask[c : c + row])
     done.extend(open_rows)
     if not done:
         return torch.zeros((0, row), dtype=torch.int64), torch.zeros((0, row), dtype=torch.bool)
