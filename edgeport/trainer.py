@@ -68,6 +68,7 @@ class TrainConfig:
     init: str | None = None  # start from the weights of this checkpoint folder (fine-tuning)
     dtype: str = "auto"  # auto: bf16 autocast on CUDA when supported, fp32 on CPU; or float32 / bfloat16
     fsdp: bool = False
+    compile: bool = False  # torch.compile the training step (CPU: ~1.3x for the default model's size)
     threads: int = 0  # torch CPU threads per process (0: torch's default)
     resume: bool = False
     progress: bool = True
@@ -440,6 +441,10 @@ def train(
 
         model = DDP(raw, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
 
+    # the compiled module is used for the training step only; held-out evals (other shapes) and checkpoints use
+    # `model` / `raw`, which hold the same parameters
+    step_model = torch.compile(model) if cfg.compile else model
+
     decay = [p for n, p in raw.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in raw.named_parameters() if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -485,7 +490,7 @@ def train(
             sync = k == A - 1 or W == 1 or cfg.fsdp
             ctx = model.no_sync() if not sync and hasattr(model, "no_sync") else contextlib.nullcontext()
             with ctx, amp:
-                loss = lm_loss_sum(model, ids, mask) / n_tgt.to(d.device).float()
+                loss = lm_loss_sum(step_model, ids, mask) / n_tgt.to(d.device).float()
             (loss * W).backward()  # DDP/FSDP average gradients over ranks; W undoes it (sum of token losses)
             loss_acc += loss.detach().double().cpu()
         if cfg.grad_clip > 0:
