@@ -47,6 +47,9 @@ def cells(r: dict[str, Any]) -> list[str]:
     """One report row as the text of each of COLUMNS (status without its failures)."""
     tok = f"{r['tokenizer_match']}/{r['tokenizer_total']}" if r.get("tokenizer_total") else "–"
     greedy = f"{r['greedy_match']}/{r['greedy_total']}" if "greedy_match" in r else "(ref)"
+    success = _fmt(r.get("tool_success"), ".0%")
+    if r.get("tool_success_vs_ref") is not None:
+        success += f" ({r['tool_success_vs_ref']:.0%} of ref)"
     return [
         r["runtime"],
         r["artifact"],
@@ -56,7 +59,7 @@ def cells(r: dict[str, Any]) -> list[str]:
         greedy,
         tok,
         _fmt(r.get("ppl"), ".2f"),
-        _fmt(r.get("tool_success"), ".0%"),
+        success,
         _fmt(r.get("kl_vs_dequant"), ".1e"),
         r["status"],
     ]

@@ -196,6 +196,10 @@ def against(got: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
     got = {**got, **compare_logits(ref["logits"], got["logits"])}
     got["greedy_match"] = matching_prefix(ref["greedy"], got["greedy"])
     got["greedy_total"] = len(ref["greedy"])
+    if got.get("tool_success") is not None and ref.get(
+        "tool_success"
+    ):  # the share of the reference's figure kept
+        got["tool_success_vs_ref"] = got["tool_success"] / ref["tool_success"]
     return got
 
 
