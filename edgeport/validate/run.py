@@ -110,7 +110,8 @@ class Inputs:
             from edgeport.data import generate_episodes
             from edgeport.tokenizer import load_tokenizer
 
-            self._episodes = generate_episodes(self.n_episodes, seed=self.seed, split="eval")
+            # the first episodes of `edgeport eval` (trainer.evaluate_model draws them with seed + 1)
+            self._episodes = generate_episodes(self.n_episodes, seed=self.seed + 1, split="eval")
             self._tok = load_tokenizer(self.checkpoint)
         return self._tok, self._episodes
 
