@@ -319,6 +319,29 @@ def test_loss_mask_covers_exactly_assistant_tokens(tok, train_eps: list[D.Episod
         D.encode_example(tok, [{"role": "assistant", "content": "x"}], "sft")
 
 
+def test_every_turn_is_trained_in_its_exact_context(tok, train_eps: list[D.Episode]) -> None:
+    """The training examples of a conversation: its render, plus an exact (generation prompt, target) example
+    for every turn the render shows only in history form, so each turn is trained at least once exactly as the
+    agent prompts it (a non-thinking tool call after the empty think block included)."""
+    extra = 0
+    for ep in train_eps[:60]:
+        exs = D.episode_examples(tok, ep)
+        assert exs[0] == D.encode_example(tok, ep, "sft")
+        rendered = chat.render(ep.messages, ep.tools)
+        covered = [rendered.startswith(p + t) for p, t in D.turn_examples(ep.messages, ep.tools)]
+        assert len(exs) == 1 + covered.count(False)
+        assert not ep.thinking or len(exs) == 1
+        for (ids, mask), (p, t) in zip(
+            exs[1:],
+            [pt for pt, c in zip(D.turn_examples(ep.messages, ep.tools), covered, strict=True) if not c],
+            strict=True,
+        ):
+            assert ids == tok.encode(p) + tok.encode(t) and p.endswith(chat.ASSISTANT + chat.EMPTY_THINK)
+            assert tok.decode([i for i, k in zip(ids, mask, strict=True) if k]) == t
+            extra += 1
+    assert extra > 10
+
+
 def test_pack_shapes_and_content() -> None:
     rng = random.Random(3)
     exs, units = [], []

@@ -93,6 +93,25 @@ def encode_example(tok: Any, item: Any, mode: str = "text") -> Example:
     return episode_example(tok, *_messages_tools(item))
 
 
+def episode_examples(tok: Any, item: Any) -> list[Example]:
+    """The training examples of one conversation: its one render (`episode_example`), plus one exact
+    (generation prompt, target) example for each turn the render shows only in history form. Without those, a
+    non-thinking episode shows the agent's exact context (`<|Assistant|><think>\n\n</think>\n\n`) only before
+    its final answer, and a model trained on it answers after the empty think block instead of calling a tool
+    (the issue-10 build: 17% success without thinking, 47% with)."""
+    messages, tools = _messages_tools(item)
+    ids, mask = episode_example(tok, messages, tools)
+    out = [(ids, mask)]
+    from edgeport import chat
+
+    rendered = chat.render(messages, tools)
+    for prompt, target in turn_examples(messages, tools):
+        if not rendered.startswith(prompt + target):
+            p, t = tok.encode(prompt), tok.encode(target)
+            out.append((p + t, [False] * len(p) + [True] * len(t)))
+    return out
+
+
 def episode_example(tok: Any, messages: list[dict], tools: list[dict] | None = None) -> Example:
     """(ids, loss_mask) of a whole conversation in one render, a target on every assistant turn.
 
@@ -203,7 +222,7 @@ def mixture(
     stream_m = [k for _, mk in docs for k in mk]
     row = seq_len + 1  # the text stream cut into full rows: no padding, and each chunk fills one row
     pre = [(stream_i[i : i + row], stream_m[i : i + row]) for i in range(0, len(stream_i), row)]
-    traj_ex = [encode_example(tok, e, "sft") for e in episodes]
+    traj_ex = [ex for e in episodes for ex in episode_examples(tok, e)]
     n_traj = sum(len(i) for i, _ in traj_ex)
     want = int(n_traj * text_fraction / max(1e-9, 1 - text_fraction))
     mid_text, n = [], 0
