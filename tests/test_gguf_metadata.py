@@ -41,8 +41,10 @@ def test_name_is_the_models_and_older_loaders_find_their_keys(tmp_path: Path) ->
     )
     a = _fields(export_gguf(folder, tmp_path / "a-q4_0.gguf", "q4_0", progress=False))
     b = _fields(export_gguf(default_model_path(), tmp_path / "b.gguf", "f16", progress=False))
-    assert a["general.name"] == b["general.name"] == "Youtu 1.1M"  # neither folder nor scheme
-    assert a["general.size_label"] == "1.1M"
+    params = json.loads((default_model_path() / "metrics.json").read_text())["parameters"]
+    label = f"{params / 1e6:.1f}M"  # e.g. 3.4M
+    assert a["general.name"] == b["general.name"] == f"Youtu {label}"  # neither folder nor scheme
+    assert a["general.size_label"] == label
     for key in OLDER_LOADER_KEYS:
         assert key in a, key
     cfg = json.loads((folder / "config.json").read_text())
