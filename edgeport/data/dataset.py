@@ -4,7 +4,7 @@ text sources.
 Train/inference consistency (the chat template's rules in edgeport/chat.py)
     The agent prompts with `chat.render(history, tools, add_generation_prompt=True, enable_thinking=...)` and
     re-renders the whole history at every step. A conversation is trained as one render of all its messages with
-    a target on every assistant turn (`episode_example`, which says where that render differs from the agent's
+    a target on every assistant turn (`_one_render`, which says where that render differs from the agent's
     prompts and how the mask handles it). `turn_examples` gives each assistant turn's exact generation prompt and
     target (the tests check the render against them).
 
@@ -42,19 +42,25 @@ def _messages_tools(item: Any) -> tuple[list[dict], list[dict] | None]:
     )
 
 
+def _check_turn_order(messages: list[dict]) -> None:
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            prev = messages[i - 1].get("role") if i > 0 and isinstance(messages[i - 1], dict) else None
+            if prev not in ("user", "tool"):
+                raise EdgeportError(f"chat message {i}: an assistant turn must follow a user or tool turn")
+
+
 def turn_examples(messages: list[dict], tools: list[dict] | None = None) -> list[tuple[str, str]]:
     """(prompt, target) text per assistant turn: `prompt` is exactly what the agent renders before generating
     (`add_generation_prompt=True, enable_thinking=False`), `target` what the model must emit (content and tool
     calls + `<|end_of_text|>`). Asserts `render(history + [turn]) == prompt + target`."""
     from edgeport import chat
 
+    _check_turn_order(messages)
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") != "assistant":
             continue
-        prev = messages[i - 1].get("role") if i > 0 and isinstance(messages[i - 1], dict) else None
-        if prev not in ("user", "tool"):
-            raise EdgeportError(f"chat message {i}: an assistant turn must follow a user or tool turn")
         full = chat.render(messages[: i + 1], tools)
         prompt = chat.render(messages[:i], tools, add_generation_prompt=True, enable_thinking=False)
         if not full.startswith(prompt):  # the turn carries its own <think>...</think>: thinking-mode prompt
@@ -81,7 +87,7 @@ def encode_example(tok: Any, item: Any, mode: str = "text") -> Example:
 
     mode "text": `item` is a string -> [BOS] + ids + [EOS], loss on everything after BOS.
     mode "sft" / "trajectory": `item` is an Episode, {"messages", "tools"?} or a message list -> the whole
-    conversation in one render (`episode_example`); loss only on the assistant tokens.
+    conversation in one render (`_one_render`); loss only on the assistant tokens.
     """
     if mode == "text":
         if not isinstance(item, str):
@@ -90,21 +96,18 @@ def encode_example(tok: Any, item: Any, mode: str = "text") -> Example:
         return ids, [False] + [True] * (len(ids) - 1)
     if mode not in ("sft", "trajectory"):
         raise EdgeportError(f"mode must be 'text', 'sft' or 'trajectory', got {mode!r}")
-    return episode_example(tok, *_messages_tools(item))
+    return _one_render(tok, *_messages_tools(item))[1]
 
 
 def episode_examples(tok: Any, item: Any) -> list[Example]:
-    """The training examples of one conversation: its one render (`episode_example`), plus one exact
+    """The training examples of one conversation: its one render (`_one_render`), plus one exact
     (generation prompt, target) example for each turn the render shows only in history form. Without those, a
     non-thinking episode shows the agent's exact context (`<|Assistant|><think>\n\n</think>\n\n`) only before
     its final answer, and a model trained on it answers after the empty think block instead of calling a tool
     (the issue-10 build: 17% success without thinking, 47% with)."""
     messages, tools = _messages_tools(item)
-    ids, mask = episode_example(tok, messages, tools)
-    out = [(ids, mask)]
-    from edgeport import chat
-
-    rendered = chat.render(messages, tools)
+    rendered, example = _one_render(tok, messages, tools)
+    out = [example]
     for prompt, target in turn_examples(messages, tools):
         if not rendered.startswith(prompt + target):
             p, t = tok.encode(prompt), tok.encode(target)
@@ -112,11 +115,13 @@ def episode_examples(tok: Any, item: Any) -> list[Example]:
     return out
 
 
-def episode_example(tok: Any, messages: list[dict], tools: list[dict] | None = None) -> Example:
-    """(ids, loss_mask) of a whole conversation in one render, a target on every assistant turn.
+def _one_render(tok: Any, messages: list[dict], tools: list[dict] | None) -> tuple[str, Example]:
+    """The rendered text and (ids, loss_mask) of a whole conversation in one render, a target on every assistant
+    turn.
 
     One render instead of one example per turn: the tool block (~750 tokens with every tool offered) is then
-    processed once per episode, not once per assistant turn (2.3x fewer tokens for the same targets). The render
+    processed once per episode, not once per assistant turn (on edgeport eval's episodes: 865 tokens instead
+    of 1,965 for the same targets). The render
     holds each turn in the context the agent sees it, with one exception, handled here:
     - the last turn of a non-thinking episode starts with the empty think block that the enable_thinking=False
       generation prompt supplies: not a target;
@@ -128,11 +133,7 @@ def episode_example(tok: Any, messages: list[dict], tools: list[dict] | None = N
     """
     from edgeport import chat
 
-    for i, m in enumerate(messages):
-        if isinstance(m, dict) and m.get("role") == "assistant":
-            prev = messages[i - 1].get("role") if i > 0 and isinstance(messages[i - 1], dict) else None
-            if prev not in ("user", "tool"):
-                raise EdgeportError(f"chat message {i}: an assistant turn must follow a user or tool turn")
+    _check_turn_order(messages)
     text, spans = chat.render_with_spans(messages, tools)
     enc = tok.hf.encode(text, add_special_tokens=False)
     ids = list(enc.ids)
@@ -152,7 +153,7 @@ def episode_example(tok: Any, messages: list[dict], tools: list[dict] | None = N
             mask[j] = not (first and skip_first)
             first = False
             j += 1
-    return ids, mask
+    return text, (ids, mask)
 
 
 def pack(
