@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 # The recipe (issue 10), sized for about 2 hours on one CPU core (the shipped model and its --no-midtrain ablation
 # were trained side by side, one core each, ~3,000 tokens/s each). An episode with all 11 tools offered renders
 # to ~750-990 tokens, so seq_len 1024 keeps a conversation with its whole prompt in one row, and 2048 positions leave
-# the eval room for a long prompt plus its reply. Each conversation is one row of targets (dataset.episode_example),
+# the eval room for a long prompt plus its reply. Each conversation is one row of targets (dataset.episode_examples),
 # not one row per turn; bf16 autocast + torch.compile make a step ~1.7x faster on this CPU than plain fp32.
 RECIPE = dict(
     preset="tiny",
