@@ -16,14 +16,20 @@ would only cost time).
 --compare times further ONNX exports of the same checkpoint in the same interleaved loop (e.g. an export made
 by an older edgeport, to measure a graph change under identical machine load).
 
-Measured 2026-12-06 on the 2-core x86 (AVX512-VNNI) dev box, 2B shape, prompt 128, 32 decoded tokens, 1 thread,
-7 interleaved repeats, other jobs running (load ~4.5): ORT int4 prefill 34.7 tok/s = 1.01x llama.cpp Q4_0 (0.91x
-before logits_to_keep), decode 9.8 tok/s = 0.76x (0.79x for the previous graph with its float32 cache: equal
-within noise). Decode is bound by the weights' bytes, and onnxruntime reads more of them: MatMulNBits prepacks
-its codes into MLAS' own layout at session start (about 1.5 GiB anonymous memory for this model,
-`session.disable_prepacking=0` vs 1; 1.3 GiB of initializers), where llama.cpp streams 1.18 GiB of Q4_0/Q8_0 blocks. fp16 scales do not help (same time: the packing is MLAS').
-With 2 threads on that loaded box llama.cpp's spinning thread pool collapsed (0.6-0.9 tok/s) while ORT held
-2.3-2.7 tok/s, so 2-thread ratios there say nothing about an idle machine.
+Measured 2026-12-06 on the 2-core x86 (AVX512-VNNI) dev box, machine quiet (training paused), 2B shape, prompt 128,
+32 decoded tokens, 5 interleaved repeats (`--work DIR --reuse --skip-default`):
+
+    threads  ORT int4 prefill / decode   llama.cpp Q4_0 prefill / decode   ratio prefill / decode
+    1        36.1 / 10.88 tok/s          36.6 / 13.56 tok/s                0.99x / 0.80x
+    2        67.9 / 15.40 tok/s          70.4 / 22.31 tok/s                0.96x / 0.69x
+
+Decode streams the weights, and onnxruntime streams more of them: MatMulNBits repacks its codes at session start
+into MLAS' CompInt8 layout (an fp32 scale and an fp32 block sum per 32 weights: 24 bytes where Q4_0 has 18), so
+ORT reads 1,561 MiB per token (1,327 MiB in the file) where llama.cpp reads 1,178 (ratio 0.75). Both stream at
+the machine's speed (ORT 17.8 / 25.2 GB/s, llama.cpp 16.7 / 27.6 GB/s at 1 / 2 threads; numpy copy 28.6 GB/s),
+so the decode ratio is the bytes ratio: at the full copy bandwidth ORT would reach 17.5 tok/s, 0.78x of
+llama.cpp's measured 2-thread decode. benchmarks/ort_nbits_layout.py shows the same on bare MatMulNBits GEMVs:
+the time per step follows the packed bytes across block sizes.
 """
 
 from __future__ import annotations
@@ -210,11 +216,19 @@ def run_model(label: str, qdir: Path, work: Path, args: argparse.Namespace) -> d
 
     onnx_dirs = {"ort": onnx_dir, **dict(args.compare)}
     bw = memory_bandwidth()["copy_gbps_best"] * 1e9  # bytes/s
-    read = {k: onnx_bytes(d)[0] for k, d in onnx_dirs.items()} | {"llama": gguf_weight_bytes(gguf)}
+    # what each side streams per decoded token: llama.cpp its blocks as stored; onnxruntime its MatMulNBits
+    # weights as MLAS repacks them at session start (edgeport.bench.mlas_packed_bytes), not their file size
+    files = {k: onnx_bytes(d)[0] for k, d in onnx_dirs.items()}
+    read = {k: onnx_bytes(d, mlas_layout=True)[0] for k, d in onnx_dirs.items()} | {
+        "llama": gguf_weight_bytes(gguf)
+    }
     kv = {k: onnx_bytes(d)[1] for k, d in onnx_dirs.items()}
     print(
-        f"   copy bandwidth {bw / 1e9:.1f} GB/s; weight MiB read per token: "
+        f"   copy bandwidth {bw / 1e9:.1f} GB/s; weight MiB streamed per token: "
         + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in read.items())
+        + " (ONNX file: "
+        + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in files.items())
+        + f"); bytes ratio llama/ort {read['llama'] / read['ort']:.2f}"
         + "; ONNX KV bytes/token: "
         + ", ".join(f"{k} {v}" for k, v in kv.items()),
         flush=True,
@@ -236,6 +250,7 @@ def run_model(label: str, qdir: Path, work: Path, args: argparse.Namespace) -> d
         "quantized_ckpt_mib": folder_size(qdir) / 2**20,
         "copy_gbps": bw / 1e9,
         "weight_bytes_per_token": read,
+        "onnx_file_weight_bytes_per_token": files,
         "onnx_kv_bytes_per_token": kv,
         "threads": {},
     }
@@ -245,10 +260,13 @@ def run_model(label: str, qdir: Path, work: Path, args: argparse.Namespace) -> d
             r["bound_fraction"] = r["decode_tok_s"] * read[k] / bw  # of the copy-bandwidth decode bound
         row["threads"][threads] = res
         llama = res["llama"]
-        lines = [f"   {threads} thread(s){'':8s} {'prefill tok/s':>14s} {'decode tok/s':>13s} {'bound':>6s}"]
+        lines = [
+            f"   {threads} thread(s){'':8s} {'prefill tok/s':>14s} {'decode tok/s':>13s} {'bound':>6s} {'GB/s':>6s}"
+        ]
         for k, r in res.items():
             lines.append(
                 f"   {k:18s} {r['prefill_tok_s']:14.1f} {r['decode_tok_s']:13.2f} {r['bound_fraction']:6.1%}"
+                f" {r['decode_tok_s'] * read[k] / 1e9:6.1f}"
             )
         for k, r in res.items():
             if k != "llama":

@@ -61,8 +61,20 @@ def gguf_weight_bytes(path: Path) -> int:
     return total
 
 
-def onnx_bytes(folder: Path) -> tuple[int, int]:
-    """(weight bytes read per decoded token, KV-cache bytes per token) of an ONNX decoder."""
+def mlas_packed_bytes(K: int, N: int, block: int, bits: int) -> int:
+    """Bytes onnxruntime's CPU MatMulNBits streams for one [K, N] weight at accuracy_level 4 (int8 compute) on
+    x86: at session start MLAS repacks the codes into its CompInt8 layout, which keeps an fp32 scale and an fp32
+    block sum per block of `block` weights (the sums for N rounded up to 16), as SQ4BitGemmPackQuantBDataSize in
+    onnxruntime/core/mlas/lib/sqnbitgemm_kernel_avx512.cpp computes it. For bits=4, block=32 that is 24 bytes per
+    32 weights where llama.cpp's Q4_0 reads 18."""
+    blocks = -(-K // block)
+    return N * blocks * block * bits // 8 + N * blocks * 4 + -(-N // 16) * 16 * blocks * 4
+
+
+def onnx_bytes(folder: Path, mlas_layout: bool = False) -> tuple[int, int]:
+    """(weight bytes read per decoded token, KV-cache bytes per token) of an ONNX decoder. mlas_layout: count
+    each accuracy_level-4 MatMulNBits weight (also the per-head ones inside LatentAttention) at the size onnxruntime
+    repacks it to (mlas_packed_bytes) instead of its size in the file."""
     import onnx
     from onnx.external_data_helper import uses_external_data
 
@@ -81,6 +93,8 @@ def onnx_bytes(folder: Path) -> tuple[int, int]:
                 consumers.setdefault(name, set()).add(node.op_type if i == 0 else "")
     gather_only = [n for n, ops in consumers.items() if ops and all(op.startswith("Gather") for op in ops)]
     weights = sum(sizes.values()) - sum(sizes[n] for n in gather_only)
+    if mlas_layout:
+        weights += _mlas_extra(model, sizes)
     kv = 0
     for out in g.output:
         if out.name.startswith("present"):
@@ -92,6 +106,40 @@ def onnx_bytes(folder: Path) -> tuple[int, int]:
             elif dims and dims[-1]:
                 kv += dims[-1] * _itemsize(t.elem_type)
     return weights, kv
+
+
+def _mlas_extra(model: Any, sizes: dict[str, int]) -> int:
+    """Packed minus file bytes of every accuracy_level-4 MatMulNBits weight read per token (see onnx_bytes)."""
+    from onnx import helper
+
+    def nbits(node: Any) -> tuple[int, int, int, int] | None:
+        if node.op_type != "MatMulNBits":
+            return None
+        a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+        if a.get("accuracy_level") != 4:
+            return None
+        return a["K"], a["N"], a.get("block_size", 32), a.get("bits", 4)
+
+    extra = 0
+    for node in model.graph.node:  # MatMulNBits whose codes and scales are initializers
+        q = nbits(node)
+        if q and node.input[1] in sizes:
+            extra += mlas_packed_bytes(*q) - sizes[node.input[1]] - sizes.get(node.input[2], 0)
+    functions = {(f.domain, f.name): f for f in model.functions}
+    for (
+        node
+    ) in model.graph.node:  # per-head MatMulNBits inside a function: its weight inputs are initializers
+        f = functions.get((node.domain, node.op_type))
+        inner = [q for q in map(nbits, f.node) if q] if f else []
+        if inner:
+            extra += sum(mlas_packed_bytes(*q) for q in inner)
+            made_by = {out: n for n in f.node for out in n.output}  # codes/scales: a Slice of a formal input
+            read = {n.input[i] for n in f.node if nbits(n) for i in (1, 2)}
+            formals = {
+                made_by[x].input[0] if x in made_by and made_by[x].op_type == "Slice" else x for x in read
+            }
+            extra -= sum(sizes.get(a, 0) for fo, a in zip(f.input, node.input, strict=False) if fo in formals)
+    return extra
 
 
 def _numel(dims) -> int:
