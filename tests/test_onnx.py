@@ -321,3 +321,23 @@ def test_external_data_export_is_the_same_graph_and_bytes(block, tmp_path, monke
         t.ClearField("data_location")
     assert b.SerializeToString() == a.SerializeToString()
     np.testing.assert_array_equal(OrtCpu(ext).logits(PROMPT), OrtCpu(inline).logits(PROMPT))
+
+
+def test_mlas_layout_counts_a_block_sum_per_block(block, tmp_path):
+    """edgeport bench's bytes per token in onnxruntime's repacked layout: every quantized weight (the per-head
+    W_UK/W_UV inside LatentAttention too) streams its codes, its fp32 scales and one fp32 block sum per block."""
+    from edgeport.bench import onnx_bytes
+
+    ckpt, _ = block
+    out = export_onnx(ckpt, tmp_path / "int4", "int4", mobile=False, progress=False)
+    inits = {t.name: t for t in onnx.load(str(out / "model.onnx")).graph.initializer}
+    codes = [t for n, t in inits.items() if n.endswith(".qweight")]
+    assert any(".k_b" in t.name for t in codes) and any(".v_b" in t.name for t in codes)
+    assert all(
+        inits[t.name.removesuffix(".qweight") + ".scales"].data_type == onnx.TensorProto.FLOAT for t in codes
+    )
+    sums = sum(
+        4 * -(-t.dims[0] // 16) * 16 * t.dims[1] for t in codes
+    )  # rows rounded up to 16, blocks per row
+    (file_w, kv), (packed_w, kv2) = onnx_bytes(out), onnx_bytes(out, mlas_layout=True)
+    assert kv == kv2 and packed_w - file_w == sums
