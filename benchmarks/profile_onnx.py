@@ -7,7 +7,7 @@ numbers folded, so the 32 gate_proj nodes are one row), and the time per step ou
 model_run span minus its kernels: thread-pool hand-offs, allocation, copies between ops). A plain timing of the
 same steps without the profiler comes first, so the profiler's own overhead can be seen.
 
-    python benchmarks/profile_onnx.py ONNX_DIR [--threads 1 2] [--prompt 128] [--decode 16] [--model model.onnx]
+    python benchmarks/profile_onnx.py ONNX_DIR [--threads 1 2] [--prompt 128] [--decode 16] [--model model.onnx] [--prefill]
 
 ONNX_DIR is an `edgeport export onnx` folder, e.g. the 2B int4 export that benchmarks/bench_onnx.py writes
 (`--work DIR` keeps it as DIR/youtu-2b-onnx-int4).
@@ -43,14 +43,20 @@ def session(folder: Path, model: str, threads: int, profile_dir: Path | None):
     return ort.InferenceSession(str(folder / model), so, providers=["CPUExecutionProvider"])
 
 
-def decode_run(sess, prompt: list[int], n_decode: int) -> list[float]:
-    """Prefill, then n_decode greedy steps; returns each decode step's wall seconds."""
+def prefill_runs(sess, prompt: list[int], n: int) -> list[float]:
+    """n + 1 prefills of `prompt` on an empty cache; returns the wall seconds of all but the first."""
+    return [decode_run(sess, prompt, 0, keep_prefill=True)[0] for _ in range(n + 1)][1:]
+
+
+def decode_run(sess, prompt: list[int], n_decode: int, keep_prefill: bool = False) -> list[float]:
+    """Prefill, then n_decode greedy steps; returns each decode step's wall seconds (keep_prefill: the
+    prefill's too, first)."""
     past = {
         i.name: np.zeros((1, 1, 0, i.shape[-1]), DTYPES[i.type])
         for i in sess.get_inputs()
         if i.name.startswith("past_key_values.")
     }
-    names = {i.name for i in sess.get_inputs()}
+    names = {i.name for i in [*sess.get_inputs(), *sess.get_overridable_initializers()]}
     outs = [o.name for o in sess.get_outputs()]
     ids, n, times = prompt, 0, []
     for _ in range(n_decode + 1):
@@ -59,13 +65,15 @@ def decode_run(sess, prompt: list[int], n_decode: int) -> list[float]:
             feed["attention_mask"] = np.ones((1, n + len(ids)), np.int64)
         if "position_ids" in names:
             feed["position_ids"] = np.arange(n, n + len(ids), dtype=np.int64)[None]
+        if "logits_to_keep" in names:  # the next token needs the last row only (as runtimes.ort does)
+            feed["logits_to_keep"] = np.asarray(1, np.int64)
         t = time.perf_counter()
         got = dict(zip(outs, sess.run(outs, feed), strict=True))
         times.append(time.perf_counter() - t)
         past = {k: got[k.replace("past_key_values.", "present.")] for k in past}
         n += len(ids)
         ids = [int(got["logits"][0, -1].argmax())]
-    return times[1:]
+    return times if keep_prefill else times[1:]
 
 
 def role(event: dict) -> str:
@@ -114,20 +122,36 @@ def parse_profile(path: Path, skip_runs: int) -> dict:
     }
 
 
-def report(folder: Path, model: str, threads: int, prompt: list[int], n_decode: int, top: int) -> dict:
-    plain = decode_run(session(folder, model, threads, None), prompt, n_decode)
+def report(
+    folder: Path, model: str, threads: int, prompt: list[int], n_decode: int, top: int, prefill: bool = False
+) -> dict:
+    """Decode steps (or, prefill: --decode prefills of the whole prompt) timed plainly, then profiled."""
+    if prefill:
+        plain = prefill_runs(session(folder, model, threads, None), prompt, n_decode)
+    else:
+        plain = decode_run(session(folder, model, threads, None), prompt, n_decode)
     with tempfile.TemporaryDirectory(prefix="edgeport-profile-") as tmp:
         sess = session(folder, model, threads, Path(tmp))
-        decode_run(sess, prompt, n_decode)
-        prof = parse_profile(Path(sess.end_profiling()), skip_runs=2)  # prefill + first decode step
+        if prefill:
+            prefill_runs(sess, prompt, n_decode)
+        else:
+            decode_run(sess, prompt, n_decode)
+        # skip the warm-up: the first prefill, or the prefill + first decode step
+        prof = parse_profile(Path(sess.end_profiling()), skip_runs=1 if prefill else 2)
     ms = statistics.median(plain) * 1e3
+    what = "prefill" if prefill else "decode step"
     print(f"\n== {folder / model}, {threads} thread(s), past {len(prompt)}..{len(prompt) + n_decode} tokens")
-    print(f"decode step without profiler: median {ms:.2f} ms ({1e3 / ms:.1f} tok/s)")
+    if prefill:
+        print(
+            f"prefill of {len(prompt)} tokens without profiler: median {ms:.2f} ms ({len(prompt) * 1e3 / ms:.1f} tok/s)"
+        )
+    else:
+        print(f"decode step without profiler: median {ms:.2f} ms ({1e3 / ms:.1f} tok/s)")
     print(
         f"with profiler: step {prof['run_us'] / 1e3:.2f} ms, kernels {prof['kernel_us'] / 1e3:.2f} ms, "
-        f"outside kernels {(prof['run_us'] - prof['kernel_us']) / 1e3:.2f} ms, {prof['nodes']:.0f} nodes per token"
+        f"outside kernels {(prof['run_us'] - prof['kernel_us']) / 1e3:.2f} ms, {prof['nodes']:.0f} nodes per {what}"
     )
-    print(f"{'op type':34s} {'ms/token':>9s} {'share':>6s} {'nodes':>6s} {'us/node':>8s}")
+    print(f"{'op type':34s} {'ms/run':>9s} {'share':>6s} {'nodes':>6s} {'us/node':>8s}")
     for op, (us, n) in sorted(prof["ops"].items(), key=lambda kv: -kv[1][0]):
         print(f"{op:34s} {us / 1e3:9.3f} {us / prof['kernel_us']:6.1%} {n:6.0f} {us / max(n, 1):8.1f}")
     print(f"top {top} node roles (layer/head numbers folded):")
@@ -144,11 +168,19 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--decode", type=int, default=16)
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument(
+        "--prefill",
+        action="store_true",
+        help="profile --decode prefills of the prompt instead of decode steps",
+    )
     ap.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
     args = ap.parse_args()
     cfg = json.loads((args.onnx_dir / "genai_config.json").read_text())["model"]
     prompt = np.random.default_rng(1).integers(10, min(cfg["vocab_size"], 400), size=args.prompt).tolist()
-    rows = [report(args.onnx_dir, args.model, t, prompt, args.decode, args.top) for t in args.threads]
+    rows = [
+        report(args.onnx_dir, args.model, t, prompt, args.decode, args.top, args.prefill)
+        for t in args.threads
+    ]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
