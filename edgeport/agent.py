@@ -257,6 +257,29 @@ def check_answer(episode: Episode, final: str, env: ToolEnv, n_calls: int) -> bo
     return answer_matches(final, episode.answer) and state_matches(env, episode.expect_state)
 
 
+def failure_mode(episode: Episode, res: EpisodeResult) -> str | None:
+    """Where a failed episode first left its reference trajectory (None when it succeeded): "called a tool" (a
+    kind that needs none), "no tool call", "wrong tool", "wrong arguments" (right tool, other arguments),
+    "too few calls" (every call right but some missing), or "answer" (the calls were the reference's, or none were
+    needed, and the final text or state was wrong). Unparsable output, running out of steps or context keep
+    their `reason`."""
+    if res.success:
+        return None
+    if res.reason not in ("wrong answer",):
+        return res.reason
+    if episode.kind in NO_TOOL_KINDS:
+        return "called a tool" if res.calls else "answer"
+    if not res.calls:
+        return "no tool call"
+    ref = [tc["function"] for m in episode.messages for tc in m.get("tool_calls") or []]
+    for want, got in zip(ref, res.calls, strict=False):
+        if got["name"] != want["name"]:
+            return "wrong tool"
+        if got["arguments"] != want["arguments"]:
+            return "wrong arguments"
+    return "too few calls" if len(res.calls) < len(ref) else "answer"
+
+
 def evaluate(
     generate: GenerateFn,
     tok: Any,
@@ -275,6 +298,7 @@ def evaluate(
     well-formed call.
     valid_json_rate: well-formed calls / `<tool_call>` blocks opened (None if none were opened).
     first_tool_match: tool episodes whose first call names the reference's first tool.
+    failure_modes: failed episodes by where they first left the reference (failure_mode).
     baseline_echo: see CHANCE_NOTE. constrain: tool calls decoded under edgeport.constrain (off: the raw model).
     """
     it: Any = episodes
@@ -312,6 +336,11 @@ def evaluate(
         "by_rendering": {k: _rate(sum(v), len(v)) for k, v in sorted(by_rendering.items())},
         "heldout_phrasing": _rate(sum(held), len(held)),
         "reasons": dict(collections.Counter(r.reason for r in results)),
+        "failure_modes": dict(
+            collections.Counter(
+                m for ep, r in zip(episodes, results, strict=True) if (m := failure_mode(ep, r))
+            )
+        ),
         "baseline_echo": echo_baseline(episodes),
         "chance": CHANCE_NOTE,
     }

@@ -183,6 +183,8 @@ def eval_cmd(
     t.add_row("by rendering", ", ".join(f"{k} {v:.0%}" for k, v in a["by_rendering"].items()))
     t.add_row("held-out phrasings", f"{a['heldout_phrasing']:.1%}")
     t.add_row("failures", ", ".join(f"{k} {v}" for k, v in a["reasons"].items() if k != "ok") or "none")
+    modes = sorted(a.get("failure_modes", {}).items(), key=lambda kv: -kv[1])
+    t.add_row("where failures start", ", ".join(f"{k} {v}" for k, v in modes) or "none")
     console.print(t)
     if json_out is not None:
         with atomic_file(json_out, "w") as f:

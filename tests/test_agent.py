@@ -171,3 +171,30 @@ def test_real_model_generate_plugs_in(tok, eps: list[D.Episode]) -> None:
         r = A.evaluate(A.runtime_stream(rt), tok, small, max_steps=2, max_new_tokens=8)
     assert r["n"] == 2 and r["success_rate"] == r["reasons"].get("ok", 0) / 2
     assert sum(r["reasons"].values()) == 2
+
+
+def test_failure_mode_says_where_an_episode_left_the_reference(tok, eps: list[D.Episode]) -> None:
+    ep = next(e for e in eps if e.template.startswith("calc/"))
+    ref = next(tc["function"] for m in ep.messages for tc in m.get("tool_calls") or [])
+
+    def scripted(*texts: str):
+        queue = list(texts)
+        return lambda ids, n, stop=(): (tok.encode(queue.pop(0)) if queue else [])[:n]
+
+    def mode(*texts: str) -> str | None:
+        return A.failure_mode(ep, A.run_episode(scripted(*texts), tok, ep))
+
+    right = chat.format_tool_call(ref["name"], ref["arguments"])
+    assert mode(right, f"{ep.answer}{chat.EOS}") is None  # solved
+    assert mode("It is 0." + chat.EOS) == "no tool call"
+    assert mode(chat.format_tool_call("weekday", {"date": "2020-01-01"}), "0" + chat.EOS) == "wrong tool"
+    assert (
+        mode(chat.format_tool_call(ref["name"], {"expression": "1 + 1"}), "2" + chat.EOS) == "wrong arguments"
+    )
+    assert mode(right, "I do not know." + chat.EOS) == "answer"
+    assert mode("no end of text here") == "no final answer"
+    direct = next(e for e in eps if e.kind in D.NO_TOOL_KINDS)
+    r = A.run_episode(scripted(right, "Hi." + chat.EOS), tok, direct)
+    assert A.failure_mode(direct, r) == "called a tool"
+    r = A.evaluate(_garbage(tok, 0), tok, eps[:14])  # every failed episode is counted once
+    assert sum(r["failure_modes"].values()) == r["n"] - r["reasons"].get("ok", 0) > 0

@@ -161,6 +161,8 @@ curriculum ({m["recipe"]["stages"]}).
 | success by kind | {", ".join(f"{k} {v:.0%}" for k, v in a["by_kind"].items())} |
 | success by rendering / on held-out phrasings | \
 {", ".join(f"{k} {v:.0%}" for k, v in a.get("by_rendering", {}).items())} / {a.get("heldout_phrasing", 0):.0%} |
+| where failed episodes first left the reference | \
+{", ".join(f"{k} {v}" for k, v in sorted(a.get("failure_modes", {}).items(), key=lambda kv: -kv[1]))} |
 {_ablation_row(m)}
 
 {m.get("note", "")}
