@@ -142,7 +142,7 @@ def _mlas_extra(model: Any, sizes: dict[str, int]) -> int:
     return extra
 
 
-def _numel(dims) -> int:
+def _numel(dims: Any) -> int:
     return math.prod(dims) if dims else 1
 
 
@@ -152,7 +152,7 @@ def _itemsize(onnx_type: int) -> int:
     return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(onnx_type)).itemsize
 
 
-def byte_figures(t: Target, rt) -> tuple[int | None, int | None]:
+def byte_figures(t: Target, rt: Any) -> tuple[int | None, int | None]:
     """(weight bytes read per decoded token, KV-cache bytes per token) for one target.
 
     torch reports both itself; llama.cpp measures its own cache (state size per token); ONNX figures come from
@@ -336,7 +336,7 @@ def bench(
     return result
 
 
-def table(result: dict[str, Any]):
+def table(result: dict[str, Any]) -> Any:
     """A rich Table of a bench result (weights B/tok: weight bytes read per decoded token; %BW: decode tok/s as a
     fraction of copy bandwidth / weight bytes per token)."""
     from rich import box

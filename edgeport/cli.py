@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -28,7 +29,7 @@ app.add_typer(export_app, name="export")
 console = Console()
 
 
-def user_errors(fn):
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn EdgeportError (and a missing file) into one clear line instead of a traceback."""
 
     @functools.wraps(fn)

@@ -353,7 +353,7 @@ def lm_loss_sum(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -
 
 @torch.no_grad()
 def held_out_loss(
-    model: torch.nn.Module, packed: Packed, rows: int, batch: int, d: Dist, amp
+    model: torch.nn.Module, packed: Packed, rows: int, batch: int, d: Dist, amp: Any
 ) -> dict[str, float]:
     ids, mask = packed
     # rows that hold targets: a conversation longer than seq_len is cut into pieces and only the last holds the

@@ -316,7 +316,7 @@ def dequantized_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_quantized_model(folder: str | Path):
+def load_quantized_model(folder: str | Path) -> Any:
     """edgeport.model.YoutuForCausalLM (float32) running the exact dequantized weights of the checkpoint."""
     from edgeport.checkpoint import load_config
     from edgeport.model import YoutuForCausalLM

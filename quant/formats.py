@@ -143,16 +143,16 @@ class Q8_0(BlockFormat):
     name, ggml_type, bits, block_bytes = "q8_0", 8, 8, 34
 
     @classmethod
-    def params(cls, blocks):
+    def params(cls, blocks: np.ndarray) -> tuple[np.ndarray, ...]:
         d = (np.abs(blocks).max(axis=-1, keepdims=True) / F32(127)).astype(F32)
         return d, _inverse(d)
 
     @classmethod
-    def encode(cls, x, p):
+    def encode(cls, x: np.ndarray, p: tuple[np.ndarray, ...]) -> np.ndarray:
         return np.clip(_roundf((x * p[1]).astype(F32)), -127, 127).astype(np.int8)
 
     @classmethod
-    def decode(cls, codes, scales, mins=None):
+    def decode(cls, codes: np.ndarray, scales: np.ndarray, mins: np.ndarray | None = None) -> np.ndarray:
         return scales.astype(F32) * codes.astype(F32)
 
 
@@ -160,17 +160,17 @@ class Q4_0(BlockFormat):
     name, ggml_type, bits, block_bytes = "q4_0", 2, 4, 18
 
     @classmethod
-    def params(cls, blocks):
+    def params(cls, blocks: np.ndarray) -> tuple[np.ndarray, ...]:
         i = np.abs(blocks).argmax(axis=-1)[..., None]  # first index on ties, like the C loop's strict `<`
         d = (np.take_along_axis(blocks, i, axis=-1) / F32(-8)).astype(F32)
         return d, _inverse(d)
 
     @classmethod
-    def encode(cls, x, p):
+    def encode(cls, x: np.ndarray, p: tuple[np.ndarray, ...]) -> np.ndarray:
         return np.clip(np.trunc((x * p[1]).astype(F32) + F32(8.5)), 0, 15).astype(np.uint8)
 
     @classmethod
-    def decode(cls, codes, scales, mins=None):
+    def decode(cls, codes: np.ndarray, scales: np.ndarray, mins: np.ndarray | None = None) -> np.ndarray:
         return scales.astype(F32) * (codes.astype(np.int8) - np.int8(8)).astype(F32)
 
 
@@ -179,17 +179,17 @@ class Q4_1(BlockFormat):
     asymmetric = True
 
     @classmethod
-    def params(cls, blocks):
+    def params(cls, blocks: np.ndarray) -> tuple[np.ndarray, ...]:
         lo = blocks.min(axis=-1, keepdims=True).astype(F32)
         d = ((blocks.max(axis=-1, keepdims=True) - lo) / F32(15)).astype(F32)
         return d, _inverse(d), lo
 
     @classmethod
-    def encode(cls, x, p):
+    def encode(cls, x: np.ndarray, p: tuple[np.ndarray, ...]) -> np.ndarray:
         return np.clip(np.trunc(((x - p[2]) * p[1]).astype(F32) + F32(0.5)), 0, 15).astype(np.uint8)
 
     @classmethod
-    def decode(cls, codes, scales, mins=None):
+    def decode(cls, codes: np.ndarray, scales: np.ndarray, mins: np.ndarray | None = None) -> np.ndarray:
         return scales.astype(F32) * codes.astype(F32) + mins.astype(F32)
 
 

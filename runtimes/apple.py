@@ -13,6 +13,7 @@ from __future__ import annotations
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 from edgeport.errors import EdgeportError
 from runtimes.llamacpp import LlamaCpp
@@ -96,7 +97,7 @@ class OrtCoreML(OrtCpu):
             return False, "this onnxruntime build has no CoreMLExecutionProvider"
         return True, ""
 
-    def _session(self, ort, so, path: Path):
+    def _session(self, ort: Any, so: Any, path: Path) -> Any:
         options = {"ModelFormat": "MLProgram", "MLComputeUnits": self.compute_units}
         return ort.InferenceSession(
             str(path), so, providers=[("CoreMLExecutionProvider", options), "CPUExecutionProvider"]

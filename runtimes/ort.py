@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class OrtCpu(Runtime):
         self.can_keep = any(i.name == "logits_to_keep" for i in self.session.get_overridable_initializers())
         self.context_length = _context_length(self.artifact)
 
-    def _session(self, ort, so, path: Path):
+    def _session(self, ort: Any, so: Any, path: Path) -> Any:
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
     def empty_cache(self, batch: int = 1) -> dict[str, np.ndarray]:
@@ -114,7 +115,7 @@ class OrtMobile(OrtCpu):
     name = "ort-mobile"
     model_file = "model.ort"
 
-    def _session(self, ort, so, path: Path):
+    def _session(self, ort: Any, so: Any, path: Path) -> Any:
         so.add_session_config_entry("session.load_model_format", "ORT")
         so.add_session_config_entry("session.use_ort_model_bytes_directly", "1")
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -20,7 +20,7 @@ def is_quantized(folder: str | Path) -> bool:
     return (Path(folder) / "quant_config.json").is_file()
 
 
-def load_torch_model(folder: str | Path):
+def load_torch_model(folder: str | Path) -> torch.nn.Module:
     """An fp32 YoutuForCausalLM from a float checkpoint, or from a quantized one's dequantized weights."""
     if is_quantized(folder):
         from quant.checkpoint import load_quantized_model

@@ -93,7 +93,7 @@ def markdown(report: dict[str, Any]) -> str:
     )
 
 
-def rich_table(report: dict[str, Any], title: str):
+def rich_table(report: dict[str, Any], title: str) -> Any:
     """The same cells as report.md, as a rich Table for the terminal (status coloured)."""
     from rich import box
     from rich.table import Table

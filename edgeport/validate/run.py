@@ -105,7 +105,7 @@ class Inputs:
         self._tok = None
         self.checkpoint = checkpoint
 
-    def episodes(self):
+    def episodes(self) -> list[Any]:
         if self._episodes is None:
             from edgeport.data import generate_episodes
             from edgeport.tokenizer import load_tokenizer
@@ -132,7 +132,7 @@ class Inputs:
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def chat_prompt(tok, max_len: int) -> list[int] | None:
+def chat_prompt(tok: Any, max_len: int) -> list[int] | None:
     """The greedy-decode prompt: the first held-out agent episode's user turn, ready for the assistant (a trained
     model answers it with a tool call, so the 32 greedy tokens exercise real decoding, not an early EOS)."""
     from edgeport.chat import render
@@ -158,7 +158,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def agent_success(rt, inputs: Inputs) -> float | None:
+def agent_success(rt: Any, inputs: Inputs) -> float | None:
     if inputs.n_episodes <= 0:
         return None
     from edgeport.agent import evaluate
@@ -168,7 +168,7 @@ def agent_success(rt, inputs: Inputs) -> float | None:
     return float(res["success_rate"])
 
 
-def measure(rt, inputs: Inputs) -> dict[str, Any]:
+def measure(rt: Any, inputs: Inputs) -> dict[str, Any]:
     """One runtime's own figures: logits, perplexity, greedy tokens, tokenizer agreement, tool-use success."""
     t0 = time.perf_counter()
     logits = rt.logits(inputs.ids)
@@ -218,7 +218,7 @@ class Job:
     threads: int | None
 
 
-def build(t: Target, threads: int | None):
+def build(t: Target, threads: int | None) -> Any:
     """The target's runtime; the torch rows on the float checkpoint run the streamed fp32 model."""
     if t.artifact.kind == "checkpoint" and t.pair.target.startswith("runtimes.torch_ref"):
         from runtimes.torch_ref import TorchRef
@@ -241,7 +241,7 @@ def run_job(job: Job) -> dict[str, Any]:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
-def _child(send, fn: Callable, arg: Any) -> None:
+def _child(send: Any, fn: Callable, arg: Any) -> None:
     with contextlib.suppress(OSError, AttributeError):  # Linux: end with the parent, even when it is killed
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     out = fn(arg)
