@@ -149,11 +149,24 @@ def train(
     console.print(f"wrote {done}")
 
 
+def _exported(path: Path) -> bool:
+    """A .gguf file or an ONNX export folder (eval runs it on its runtime); anything else is a checkpoint or run
+    folder for evaluate_model, which names what is wrong with it."""
+    from edgeport.chat_cli import detect_runtime
+
+    try:
+        return path.exists() and detect_runtime(path) != "torch"
+    except EdgeportError:
+        return False
+
+
 @app.command("eval")
 @user_errors
 def eval_cmd(
     model: Optional[Path] = typer.Argument(
-        None, help="Checkpoint or run folder (default: the embedded model)."
+        None,
+        help="Checkpoint or run folder (default: the embedded model), or an exported .gguf / ONNX folder "
+        "(tool-use success only, decoded by llama.cpp / onnxruntime).",
     ),
     tasks: int = typer.Option(
         210, help="Held-out tool-use episodes to run (all tools offered; the kinds in turn, 30 each at 210)."
@@ -165,16 +178,24 @@ def eval_cmd(
     import json
 
     from edgeport.io import atomic_file
-    from edgeport.trainer import evaluate_model
+    from edgeport.trainer import evaluate_artifact, evaluate_model
 
     if tasks < 1:
         raise EdgeportError(f"--tasks must be >= 1, got {tasks}")
-    m = evaluate_model(model or default_model_dir(), n_tasks=tasks, seed=seed, progress=True)
+    if model is not None and _exported(model):
+        m = evaluate_artifact(model, n_tasks=tasks, seed=seed, progress=True)
+    else:
+        m = evaluate_model(model or default_model_dir(), n_tasks=tasks, seed=seed, progress=True)
     a = m["agent"]
     t = Table(title=f"edgeport eval {m['model']}", show_header=False)
-    t.add_row("parameters", f"{m['parameters']:,}")
-    t.add_row("held-out text: loss / ppl", f"{m['val_text']['loss']:.3f} / {m['val_text']['ppl']:.2f}")
-    t.add_row("held-out trajectories: loss / ppl", f"{m['val_sft']['loss']:.3f} / {m['val_sft']['ppl']:.2f}")
+    if "runtime" in m:
+        t.add_row("runtime", m["runtime"])
+    else:
+        t.add_row("parameters", f"{m['parameters']:,}")
+        t.add_row("held-out text: loss / ppl", f"{m['val_text']['loss']:.3f} / {m['val_text']['ppl']:.2f}")
+        t.add_row(
+            "held-out trajectories: loss / ppl", f"{m['val_sft']['loss']:.3f} / {m['val_sft']['ppl']:.2f}"
+        )
     t.add_row(
         f"tool-use success ({a['n']} tasks)",
         f"{a['success_rate']:.1%} (echo baseline {a['baseline_echo']:.1%})",

@@ -601,6 +601,31 @@ def evaluate_model(
     return out
 
 
+def evaluate_artifact(
+    path: str | Path, n_tasks: int = 210, seed: int = 0, progress: bool = False
+) -> dict[str, Any]:
+    """evaluate_model's tool-use success for an exported artifact (a .gguf on llama.cpp, an ONNX export folder on
+    onnxruntime): the same held-out episodes and scoring, decoded by the runtime a user runs it on."""
+    from edgeport import agent
+    from edgeport import data as D
+    from edgeport.chat_cli import open_engine
+
+    engine = open_engine(path)
+    try:
+        episodes = D.generate_episodes(n_tasks, seed=seed + 1, split="eval")
+        t0 = time.perf_counter()
+        res = agent.evaluate(engine.generate, engine.tokenizer, episodes, max_context=engine.context_length,
+                             progress=progress)  # fmt: skip
+        res["seconds"] = time.perf_counter() - t0
+    finally:
+        engine.close()
+    return {
+        "model": str(path),
+        "runtime": engine.name,
+        "agent": {k: v for k, v in res.items() if k != "chance"},
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m edgeport.trainer CONFIG.json` (also under torchrun): train from a JSON TrainConfig."""
     argv = sys.argv[1:] if argv is None else argv

@@ -70,3 +70,29 @@ def test_shipped_tokenizer_markers_are_text_tokens() -> None:
         assert t["special"] == (t["content"] not in chat.TEXT_MARKERS) == decoder[str(t["id"])]["special"]
     call = chat.format_tool_call("calculate", {"expression": "17 * 23"})
     assert tok.decode(tok.encode(call + chat.EOS), skip_special=True) == call
+
+
+def test_eval_runs_the_shipped_model_exported(tmp_path: Path) -> None:
+    """`edgeport eval` on a .gguf and on an ONNX folder of the shipped model: eval's episodes and scoring, decoded
+    by llama.cpp and onnxruntime. The fp32 ONNX decodes torch's greedy tokens, so each kind ends the same way."""
+    from typer.testing import CliRunner
+
+    from edgeport.cli import app
+    from edgeport.export.gguf import export_gguf
+    from edgeport.export.onnx import export_onnx
+    from edgeport.trainer import evaluate_artifact, evaluate_model
+
+    ref = evaluate_model(HERE, n_tasks=7)["agent"]  # one episode of each kind
+    onnx = evaluate_artifact(
+        export_onnx(HERE, tmp_path / "onnx", "fp32", mobile=False, progress=False), n_tasks=7
+    )
+    assert onnx["runtime"].startswith("onnx") and onnx["agent"]["n"] == 7
+    assert onnx["agent"]["by_kind"] == ref["by_kind"] and onnx["agent"]["reasons"] == ref["reasons"]
+    gguf = export_gguf(HERE, tmp_path / "m.gguf", "q4_0", progress=False)
+    r = CliRunner().invoke(app, ["eval", str(gguf), "--tasks", "7"])
+    assert r.exit_code == 0, r.output
+    assert (
+        "llamacpp" in r.output
+        and "tool-use success (7 tasks)" in r.output
+        and "held-out text" not in r.output
+    )
