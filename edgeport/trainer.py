@@ -62,6 +62,9 @@ class TrainConfig:
     stages: str = DEFAULT_STAGES  # "name:fraction,..." (pretrain, midtrain, sft); fractions of `steps`
     data: list[str] = field(default_factory=list)  # extra .txt / .jsonl files
     n_episodes: int = 2000  # generated training trajectories
+    exact_turns: bool = (
+        False  # also train each history-form turn in its exact context (data.episode_examples)
+    )
     builtin_text: bool = True
     tokenizer: str | None = None  # an existing tokenizer folder; else one is trained on the training text
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset (tests, tuning)
@@ -200,7 +203,9 @@ def prepare_data(cfg: TrainConfig, folder: Path) -> dict[str, Packed]:
             corpus = train_text + [D.episode_text(ep) for ep in episodes[:2000]]
             save_tokenizer(train_tokenizer(corpus, vocab_size=vocab), tmp)
         tok = load_tokenizer(tmp)
-        packed = D.mixture(tok, train_text, episodes, seq_len=cfg.seq_len, seed=cfg.seed)
+        packed = D.mixture(
+            tok, train_text, episodes, seq_len=cfg.seq_len, seed=cfg.seed, exact_turns=cfg.exact_turns
+        )
         val_eps = D.generate_episodes(max(64, cfg.eval_rows * 4), seed=cfg.seed + 1, split="val")
         packed["val_text"] = D.pack(
             [D.encode_example(tok, t, "text") for t in D.builtin_text("val")], cfg.seq_len, tok.eos_id
@@ -218,7 +223,7 @@ def data_key(cfg: TrainConfig) -> dict[str, Any]:
         "seed": cfg.seed, "seq_len": cfg.seq_len, "data": [str(Path(p).resolve()) for p in cfg.data],
         "n_episodes": cfg.n_episodes, "builtin_text": cfg.builtin_text, "tokenizer": cfg.tokenizer,
         "vocab": _model_config(cfg).vocab_size,
-    }  # fmt: skip
+    } | ({"exact_turns": True} if cfg.exact_turns else {})  # fmt: skip
 
 
 def _model_config(cfg: TrainConfig):

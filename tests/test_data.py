@@ -327,6 +327,7 @@ def test_every_turn_is_trained_in_its_exact_context(tok, train_eps: list[D.Episo
     for ep in train_eps[:60]:
         exs = D.episode_examples(tok, ep)
         assert exs[0] == D.encode_example(tok, ep, "sft")
+        assert D.episode_examples(tok, ep, exact_turns=False) == exs[:1]  # the shipped recipe's data
         rendered = chat.render(ep.messages, ep.tools)
         covered = [rendered.startswith(p + t) for p, t in D.turn_examples(ep.messages, ep.tools)]
         assert len(exs) == 1 + covered.count(False)
