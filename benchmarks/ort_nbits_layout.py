@@ -43,6 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from edgeport.bench import mlas_packed_bytes  # noqa: E402
+from quant.formats import BLOCK, Q4_0  # noqa: E402
 
 # (K, N) of each weight matrix of one Youtu-LLM-2B decoder layer (hidden 2048, q_lora 1536, 16 heads x 192 query
 # dims, kv_lora 512 + rope 64, intermediate 6144)
@@ -51,7 +52,7 @@ LAYER = [(2048, 1536), (1536, 3072), (2048, 576), (2048, 2048), (2048, 6144), (2
 
 def q4_0_bytes(K: int, N: int) -> int:
     """llama.cpp Q4_0: 18 bytes per 32 weights."""
-    return N * (K // 32) * 18
+    return N * (K // BLOCK) * Q4_0.block_bytes
 
 
 def build(path: Path, block: int, layers: int, seed: int = 0) -> int:

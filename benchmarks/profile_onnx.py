@@ -126,16 +126,11 @@ def report(
     folder: Path, model: str, threads: int, prompt: list[int], n_decode: int, top: int, prefill: bool = False
 ) -> dict:
     """Decode steps (or, prefill: --decode prefills of the whole prompt) timed plainly, then profiled."""
-    if prefill:
-        plain = prefill_runs(session(folder, model, threads, None), prompt, n_decode)
-    else:
-        plain = decode_run(session(folder, model, threads, None), prompt, n_decode)
+    runs = prefill_runs if prefill else decode_run
+    plain = runs(session(folder, model, threads, None), prompt, n_decode)
     with tempfile.TemporaryDirectory(prefix="edgeport-profile-") as tmp:
         sess = session(folder, model, threads, Path(tmp))
-        if prefill:
-            prefill_runs(sess, prompt, n_decode)
-        else:
-            decode_run(sess, prompt, n_decode)
+        runs(sess, prompt, n_decode)
         # skip the warm-up: the first prefill, or the prefill + first decode step
         prof = parse_profile(Path(sess.end_profiling()), skip_runs=1 if prefill else 2)
     ms = statistics.median(plain) * 1e3

@@ -257,6 +257,11 @@ def check_answer(episode: Episode, final: str, env: ToolEnv, n_calls: int) -> bo
     return answer_matches(final, episode.answer) and state_matches(env, episode.expect_state)
 
 
+def reference_calls(episode: Episode) -> list[dict]:
+    """The episode's reference tool calls ({"name", "arguments"}) in order, over all its turns."""
+    return [tc["function"] for m in episode.messages for tc in m.get("tool_calls") or []]
+
+
 def failure_mode(episode: Episode, res: EpisodeResult) -> str | None:
     """Where a failed episode first left its reference trajectory (None when it succeeded): "called a tool" (a
     kind that needs none), "no tool call", "wrong tool", "wrong arguments" (right tool, other arguments),
@@ -265,13 +270,13 @@ def failure_mode(episode: Episode, res: EpisodeResult) -> str | None:
     their `reason`."""
     if res.success:
         return None
-    if res.reason not in ("wrong answer",):
+    if res.reason != "wrong answer":
         return res.reason
     if episode.kind in NO_TOOL_KINDS:
         return "called a tool" if res.calls else "answer"
     if not res.calls:
         return "no tool call"
-    ref = [tc["function"] for m in episode.messages for tc in m.get("tool_calls") or []]
+    ref = reference_calls(episode)
     for want, got in zip(ref, res.calls, strict=False):
         if got["name"] != want["name"]:
             return "wrong tool"
@@ -321,7 +326,7 @@ def evaluate(
     held = [r.success for ep, r in zip(episodes, results, strict=True) if ep.heldout]
 
     def first_tool(ep: Episode) -> str | None:
-        return next((tc["function"]["name"] for m in ep.messages for tc in m.get("tool_calls") or []), None)
+        return next((c["name"] for c in reference_calls(ep)), None)
 
     return {
         "n": n,

@@ -120,20 +120,17 @@ def _mlas_extra(model: Any, sizes: dict[str, int]) -> int:
             return None
         return a["K"], a["N"], a.get("block_size", 32), a.get("bits", 4)
 
-    extra = 0
-    for node in model.graph.node:  # MatMulNBits whose codes and scales are initializers
-        q = nbits(node)
-        if q and node.input[1] in sizes:
-            extra += mlas_packed_bytes(*q) - sizes[node.input[1]] - sizes.get(node.input[2], 0)
     functions = {(f.domain, f.name): f for f in model.functions}
-    for (
-        node
-    ) in model.graph.node:  # per-head MatMulNBits inside a function: its weight inputs are initializers
+    extra = 0
+    for node in model.graph.node:
+        q = nbits(node)
+        if q and node.input[1] in sizes:  # codes and scales are initializers
+            extra += mlas_packed_bytes(*q) - sizes[node.input[1]] - sizes.get(node.input[2], 0)
         f = functions.get((node.domain, node.op_type))
         inner = [q for q in map(nbits, f.node) if q] if f else []
-        if inner:
+        if inner:  # per-head MatMulNBits inside a function, on Slices of its weight inputs
             extra += sum(mlas_packed_bytes(*q) for q in inner)
-            made_by = {out: n for n in f.node for out in n.output}  # codes/scales: a Slice of a formal input
+            made_by = {out: n for n in f.node for out in n.output}
             read = {n.input[i] for n in f.node if nbits(n) for i in (1, 2)}
             formals = {
                 made_by[x].input[0] if x in made_by and made_by[x].op_type == "Slice" else x for x in read

@@ -62,9 +62,7 @@ class TrainConfig:
     stages: str = DEFAULT_STAGES  # "name:fraction,..." (pretrain, midtrain, sft); fractions of `steps`
     data: list[str] = field(default_factory=list)  # extra .txt / .jsonl files
     n_episodes: int = 2000  # generated training trajectories
-    exact_turns: bool = (
-        False  # also train each history-form turn in its exact context (data.episode_examples)
-    )
+    exact_turns: bool = False  # also each history-form turn in its exact context (data.episode_examples)
     builtin_text: bool = True
     tokenizer: str | None = None  # an existing tokenizer folder; else one is trained on the training text
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset (tests, tuning)
@@ -597,13 +595,22 @@ def evaluate_model(
         for name, packed in sets.items():
             r = held_out_loss(model, packed, max_rows, 8, Dist(), contextlib.nullcontext())
             out[name] = r
-    t0 = time.perf_counter()
     rt = TorchRef(folder, absorbed=True, model=model)  # the one token stream every runtime has
-    res = agent.evaluate(agent.runtime_stream(rt), tok, episodes, max_context=model.config.max_position_embeddings,
-                         progress=progress)  # fmt: skip
-    res["seconds"] = time.perf_counter() - t0
-    out["agent"] = {k: v for k, v in res.items() if k != "chance"}
+    out["agent"] = _agent_figures(agent.runtime_stream(rt), tok, episodes, model.config.max_position_embeddings,
+                                  progress)  # fmt: skip
     return out
+
+
+def _agent_figures(
+    generate: Any, tok: Any, episodes: list[Any], max_context: int, progress: bool
+) -> dict[str, Any]:
+    """agent.evaluate's figures (without its chance note) plus the seconds it took."""
+    from edgeport import agent
+
+    t0 = time.perf_counter()
+    res = agent.evaluate(generate, tok, episodes, max_context=max_context, progress=progress)
+    res["seconds"] = time.perf_counter() - t0
+    return {k: v for k, v in res.items() if k != "chance"}
 
 
 def evaluate_artifact(
@@ -611,24 +618,16 @@ def evaluate_artifact(
 ) -> dict[str, Any]:
     """evaluate_model's tool-use success for an exported artifact (a .gguf on llama.cpp, an ONNX export folder on
     onnxruntime): the same held-out episodes and scoring, decoded by the runtime a user runs it on."""
-    from edgeport import agent
     from edgeport import data as D
     from edgeport.chat_cli import open_engine
 
     engine = open_engine(path)
     try:
         episodes = D.generate_episodes(n_tasks, seed=seed + 1, split="eval")
-        t0 = time.perf_counter()
-        res = agent.evaluate(engine.generate, engine.tokenizer, episodes, max_context=engine.context_length,
-                             progress=progress)  # fmt: skip
-        res["seconds"] = time.perf_counter() - t0
+        figures = _agent_figures(engine.generate, engine.tokenizer, episodes, engine.context_length, progress)
     finally:
         engine.close()
-    return {
-        "model": str(path),
-        "runtime": engine.name,
-        "agent": {k: v for k, v in res.items() if k != "chance"},
-    }
+    return {"model": str(path), "runtime": engine.name, "agent": figures}
 
 
 def main(argv: list[str] | None = None) -> None:

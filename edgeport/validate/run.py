@@ -105,7 +105,7 @@ class Inputs:
         self._tok = None
         self.checkpoint = checkpoint
 
-    def episodes(self) -> list[Any]:
+    def episodes(self) -> tuple[Any, list[Any]]:
         if self._episodes is None:
             from edgeport.data import generate_episodes
             from edgeport.tokenizer import load_tokenizer
