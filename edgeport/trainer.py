@@ -63,6 +63,8 @@ class TrainConfig:
     data: list[str] = field(default_factory=list)  # extra .txt / .jsonl files
     n_episodes: int = 2000  # generated training trajectories
     exact_turns: bool = False  # also each history-form turn in its exact context (data.episode_examples)
+    prompted_turns: float = 0.0  # share of earlier non-thinking turns shown as prompted (data.prompted_turns)
+    sessions: bool = False  # chain all-tool episodes into row-long conversations (data.sessions)
     builtin_text: bool = True
     tokenizer: str | None = None  # an existing tokenizer folder; else one is trained on the training text
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset (tests, tuning)
@@ -202,7 +204,14 @@ def prepare_data(cfg: TrainConfig, folder: Path) -> dict[str, Packed]:
             save_tokenizer(train_tokenizer(corpus, vocab_size=vocab), tmp)
         tok = load_tokenizer(tmp)
         packed = D.mixture(
-            tok, train_text, episodes, seq_len=cfg.seq_len, seed=cfg.seed, exact_turns=cfg.exact_turns
+            tok,
+            train_text,
+            episodes,
+            seq_len=cfg.seq_len,
+            seed=cfg.seed,
+            exact_turns=cfg.exact_turns,
+            prompted=cfg.prompted_turns,
+            session=cfg.sessions,
         )
         val_eps = D.generate_episodes(max(64, cfg.eval_rows * 4), seed=cfg.seed + 1, split="val")
         packed["val_text"] = D.pack(
@@ -221,7 +230,9 @@ def data_key(cfg: TrainConfig) -> dict[str, Any]:
         "seed": cfg.seed, "seq_len": cfg.seq_len, "data": [str(Path(p).resolve()) for p in cfg.data],
         "n_episodes": cfg.n_episodes, "builtin_text": cfg.builtin_text, "tokenizer": cfg.tokenizer,
         "vocab": _model_config(cfg).vocab_size,
-    } | ({"exact_turns": True} if cfg.exact_turns else {})  # fmt: skip
+    } | ({"exact_turns": True} if cfg.exact_turns else {}) | (
+        {"prompted_turns": cfg.prompted_turns} if cfg.prompted_turns else {}) | (
+        {"sessions": True} if cfg.sessions else {})  # fmt: skip
 
 
 def _model_config(cfg: TrainConfig):

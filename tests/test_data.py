@@ -446,3 +446,52 @@ def test_load_text_file(tmp_path: Path) -> None:
 def test_episode_jsonl_roundtrip(tmp_path: Path, eval_eps: list[D.Episode]) -> None:
     D.episodes_to_jsonl(eval_eps[:5], tmp_path / "e.jsonl")
     assert [e.to_dict() for e in D.load_episodes(tmp_path / "e.jsonl")] == [e.to_dict() for e in eval_eps[:5]]
+
+
+def test_prompted_turns_train_a_tool_call_after_the_empty_think_block(
+    tok, train_eps: list[D.Episode]
+) -> None:
+    """prompted_turns: an earlier non-thinking turn carries the empty think block the agent's generation prompt
+    supplies; in the render that block is context and the whole turn after it is a target, so the turn is
+    trained exactly as the agent prompts it (turn_examples), at no extra tokens."""
+    eps = [e for e in train_eps if not e.thinking and sum(m["role"] == "assistant" for m in e.messages) > 1]
+    assert len(eps) > 10
+    checked = 0
+    for ep in eps[:20]:
+        msgs = D.prompted_turns(ep.messages, 1.0, random.Random(0))
+        assert msgs[-1] == ep.messages[-1] and ep.messages == D.prompted_turns(
+            ep.messages, 0.0, random.Random(0)
+        )
+        ids, mask = D.encode_example(tok, {"messages": msgs, "tools": ep.tools}, "sft")
+        runs = _runs(ids, mask)
+        turns = D.turn_examples(ep.messages, ep.tools)
+        assert tok.decode(ids[: runs[0][0]]) == turns[0][0]  # the first turn: exactly the agent's prompt
+        for (a, b), (prompt, target) in zip(runs, turns, strict=True):
+            assert tok.decode(ids[a:b]) == target and prompt.endswith(chat.ASSISTANT + chat.EMPTY_THINK)
+            assert tok.decode(ids[:a]).endswith(chat.ASSISTANT + chat.EMPTY_THINK)
+            checked += 1
+    assert checked > 20
+    thinking = next(e for e in train_eps if e.thinking)
+    assert D.prompted_turns(thinking.messages, 1.0, random.Random(0)) == thinking.messages
+
+
+def test_sessions_chain_all_tool_episodes_under_one_tool_block(tok, train_eps: list[D.Episode]) -> None:
+    """sessions: episodes offering every tool are chained (same rendering only) into conversations that fit a
+    row, each episode's messages whole and in order, the tool block once; the others pass through."""
+    full = [e for e in train_eps if len(e.tool_names) == len(SCHEMAS)]
+    row = max(len(tok.encode(D.episode_text(e))) for e in full) + 300
+    out = D.sessions(tok, train_eps, row, random.Random(0))
+    chained = [s for s in out if isinstance(s, dict)]
+    passed = [s for s in out if isinstance(s, D.Episode)]
+    assert len(passed) == len(train_eps) - len(full) and all(len(e.tool_names) < len(SCHEMAS) for e in passed)
+    firsts = {id(e.messages[0]): e for e in full}
+    n_chained = 0
+    for s in chained:
+        text = D.episode_text(s)
+        assert len(tok.encode(text)) <= row and text.count(chat.TOOLS_HEADER) == 1
+        starts = [firsts[id(m)] for m in s["messages"] if id(m) in firsts]
+        assert len({e.thinking for e in starts}) == 1
+        assert [m for e in starts for m in e.messages] == s["messages"]
+        n_chained += len(starts) > 1
+    assert sum(len(s["messages"]) for s in chained) == sum(len(e.messages) for e in full)
+    assert n_chained > len(chained) // 2

@@ -18,6 +18,8 @@ from edgeport.data.dataset import (
     load_text_file,
     mixture,
     pack,
+    prompted_turns,
+    sessions,
     turn_examples,
 )
 from edgeport.data.episodes import (
@@ -54,6 +56,8 @@ __all__ = [
     "builtin_text",
     "encode_example",
     "episode_examples",
+    "prompted_turns",
+    "sessions",
     "episode_seed",
     "episode_text",
     "episodes_to_jsonl",

@@ -99,6 +99,63 @@ def encode_example(tok: Any, item: Any, mode: str = "text") -> Example:
     return _one_render(tok, *_messages_tools(item))[1]
 
 
+def prompted_turns(messages: list[dict], share: float, rng: random.Random) -> list[dict]:
+    """Non-thinking conversations: each earlier assistant turn, with probability `share`, carries the empty think
+    block that the agent's `enable_thinking=False` generation prompt supplies (`_one_render` makes it context,
+    not a target). The template renders earlier turns without it, so in one render a tool-call turn never follows
+    the context the agent generates it in (the shipped model: 17% success without thinking, 47% with); unlike
+    `exact_turns` this costs no extra tokens, and the history form stays in the data for the other turns."""
+    from edgeport import chat
+
+    asst = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"]
+    if share <= 0 or any(chat.THINK_START in (messages[i].get("content") or "") for i in asst):
+        return messages
+    out = list(messages)
+    for i in asst[:-1]:
+        if rng.random() < share:
+            out[i] = {**out[i], "content": chat.EMPTY_THINK + (out[i].get("content") or "")}
+    return out
+
+
+def sessions(tok: Any, episodes: Sequence[Any], max_tokens: int, rng: random.Random) -> list[Any]:
+    """Episodes that offer every tool, chained into conversations of up to `max_tokens` tokens (one tool block,
+    then one task after another, each rendering kept), the others as they are.
+
+    With every tool offered the tool block is ~750 tokens of a ~900-token episode, and only the assistant
+    tokens are targets: one block followed by several tasks gives a row 2-3x the targets for the same compute.
+    It is also how a chat session looks (edgeport chat keeps the history); every session's first task is a
+    fresh conversation, as edgeport eval plays them. Thinking and non-thinking episodes are not mixed."""
+    from edgeport.tools import TOOL_NAMES
+
+    def n_tokens(messages: list[dict], tools: list[dict] | None) -> int:
+        return len(tok.encode(episode_text({"messages": messages, "tools": tools})))
+
+    out: list[Any] = []
+    groups: dict[bool, list[Any]] = {True: [], False: []}
+    for e in episodes:
+        full = isinstance(e, Episode) and sorted(e.tool_names) == sorted(TOOL_NAMES)
+        (groups[e.thinking] if full else out).append(e)
+    for group in groups.values():
+        block = None
+        cur: dict | None = None
+        used = 0
+        for e in group:
+            if cur is not None:
+                block = block or n_tokens([], cur["tools"])
+                extra = n_tokens(e.messages, e.tools) - block
+                if used + extra <= max_tokens:
+                    cur["messages"] = cur["messages"] + e.messages
+                    used += extra
+                    continue
+                out.append(cur)
+            cur = {"messages": list(e.messages), "tools": e.tools}
+            used = n_tokens(e.messages, e.tools)
+        if cur is not None:
+            out.append(cur)
+    rng.shuffle(out)
+    return out
+
+
 def episode_examples(tok: Any, item: Any, exact_turns: bool = True) -> list[Example]:
     """The training examples of one conversation: its one render (`_one_render`), plus (exact_turns) one exact
     (generation prompt, target) example for each turn the render shows only in history form. Without those, a
@@ -115,6 +172,13 @@ def episode_examples(tok: Any, item: Any, exact_turns: bool = True) -> list[Exam
             p, t = tok.encode(prompt), tok.encode(target)
             out.append((p + t, [False] * len(p) + [True] * len(t)))
     return out
+
+
+def _with_prompted_turns(item: Any, share: float, rng: random.Random) -> Any:
+    if share <= 0:
+        return item
+    messages, tools = _messages_tools(item)
+    return {"messages": prompted_turns(messages, share, rng), "tools": tools}
 
 
 def _one_render(tok: Any, messages: list[dict], tools: list[dict] | None) -> tuple[str, Example]:
@@ -209,6 +273,8 @@ def mixture(
     seed: int = 0,
     text_fraction: float = 0.5,
     exact_turns: bool = False,
+    prompted: float = 0.0,
+    session: bool = False,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The three stage datasets, each `pack` output (input_ids [N, seq_len+1] int64, loss_mask bool):
 
@@ -218,7 +284,8 @@ def mixture(
     - "sft": trajectories only, loss on assistant targets.
     `episodes` may hold Episodes or {"messages", "tools"?} dicts (e.g. from `load_text_file`). Examples are
     shuffled with `seed` before packing; the text (documents in shuffled order) is one stream cut into rows.
-    exact_turns: see episode_examples.
+    exact_turns: see episode_examples; prompted: see prompted_turns; session: chain the episodes that offer
+    every tool into conversations of up to a row (`sessions`).
     """
     rng = random.Random(seed)
     docs = [encode_example(tok, t, "text") for t in texts if t.strip()]
@@ -227,7 +294,14 @@ def mixture(
     stream_m = [k for _, mk in docs for k in mk]
     row = seq_len + 1  # the text stream cut into full rows: no padding, and each chunk fills one row
     pre = [(stream_i[i : i + row], stream_m[i : i + row]) for i in range(0, len(stream_i), row)]
-    traj_ex = [ex for e in episodes for ex in episode_examples(tok, e, exact_turns)]
+    if session:
+        episodes = sessions(tok, episodes, seq_len + 1, random.Random(seed + 1))
+    turn_rng = random.Random(seed + 2)
+    traj_ex = [
+        ex
+        for e in episodes
+        for ex in episode_examples(tok, _with_prompted_turns(e, prompted, turn_rng), exact_turns)
+    ]
     n_traj = sum(len(i) for i, _ in traj_ex)
     want = int(n_traj * text_fraction / max(1e-9, 1 - text_fraction))
     mid_text, n = [], 0
