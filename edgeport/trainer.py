@@ -65,6 +65,12 @@ class TrainConfig:
     exact_turns: bool = False  # also each history-form turn in its exact context (data.episode_examples)
     prompted_turns: float = 0.0  # share of earlier non-thinking turns shown as prompted (data.prompted_turns)
     sessions: bool = False  # chain all-tool episodes into row-long conversations (data.sessions)
+    all_tools: float | None = (
+        None  # share of training episodes offering every tool (None: the generator's 0.4)
+    )
+    withhold: float | None = (
+        None  # share of single-tool tasks with their tool withheld (None: the generator's)
+    )
     builtin_text: bool = True
     tokenizer: str | None = None  # an existing tokenizer folder; else one is trained on the training text
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset (tests, tuning)
@@ -196,7 +202,8 @@ def prepare_data(cfg: TrainConfig, folder: Path) -> dict[str, Packed]:
         train_text = list(D.builtin_text("train")) if cfg.builtin_text else []
         for p in cfg.data:
             train_text.extend(D.load_text_file(p))
-        episodes = D.generate_episodes(cfg.n_episodes, seed=cfg.seed, split="train")
+        shares = {k: v for k in ("all_tools", "withhold") if (v := getattr(cfg, k)) is not None}
+        episodes = D.generate_episodes(cfg.n_episodes, seed=cfg.seed, split="train", **shares)
         if cfg.tokenizer:
             save_tokenizer(load_tokenizer(cfg.tokenizer).hf, tmp)
         else:
@@ -232,7 +239,8 @@ def data_key(cfg: TrainConfig) -> dict[str, Any]:
         "vocab": _model_config(cfg).vocab_size,
     } | ({"exact_turns": True} if cfg.exact_turns else {}) | (
         {"prompted_turns": cfg.prompted_turns} if cfg.prompted_turns else {}) | (
-        {"sessions": True} if cfg.sessions else {})  # fmt: skip
+        {"sessions": True} if cfg.sessions else {}) | {
+        k: v for k in ("all_tools", "withhold") if (v := getattr(cfg, k)) is not None}  # fmt: skip
 
 
 def _model_config(cfg: TrainConfig):

@@ -495,3 +495,30 @@ def test_sessions_chain_all_tool_episodes_under_one_tool_block(tok, train_eps: l
         n_chained += len(starts) > 1
     assert sum(len(s["messages"]) for s in chained) == sum(len(e.messages) for e in full)
     assert n_chained > len(chained) // 2
+
+
+def test_tool_offer_shares_are_training_knobs(train_eps: list[D.Episode]) -> None:
+    """all_tools / withhold (TrainConfig all_tools, withhold) change which tools a training episode offers and
+    nothing else: the same tasks, messages and answers, and the defaults are the generator's constants."""
+    from edgeport.tools import TOOL_NAMES
+
+    n = len(train_eps)
+    assert [e.to_dict() for e in D.generate_episodes(n, split="train")] == [e.to_dict() for e in train_eps]
+    every = set(TOOL_NAMES)
+    all_offered = D.generate_episodes(n, split="train", all_tools=1.0, withhold=0.0)
+    none_withheld = 0
+    for a, b in zip(all_offered, train_eps, strict=True):
+        assert set(a.tool_names) == every and a.task == b.task
+        withheld = b.kind == "unsupported" and D.TEMPLATE_BY_NAME[b.template.split("/")[0]].tools
+        if not withheld:
+            assert a.messages == b.messages and a.answer == b.answer
+        else:  # offered its tool, the task is done instead of declined
+            none_withheld += 1
+            assert a.kind == "single" and any(m.get("tool_calls") for m in a.messages)
+    assert none_withheld > 0
+    few = D.generate_episodes(n, split="train", all_tools=0.0)  # all only when the distractors drawn are all
+    assert (
+        sum(set(e.tool_names) == every for e in few)
+        < 0.2 * n
+        < sum(set(e.tool_names) == every for e in train_eps)
+    )

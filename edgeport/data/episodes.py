@@ -856,13 +856,15 @@ def _thought(messages: list[dict], i: int, kind: str) -> str:
     return "I have the result, so I answer."
 
 
-def _offer(rng: random.Random, needed: Sequence[str], mode: str, withhold: bool) -> list[str]:
-    """Tool names to offer: every tool ("all"), or the needed ones plus random distractors (often all of them);
-    `withhold`: a random set without the needed ones."""
+def _offer(
+    rng: random.Random, needed: Sequence[str], mode: str, withhold: bool, all_tools: float = ALL_TOOLS
+) -> list[str]:
+    """Tool names to offer: every tool ("all"), or the needed ones plus random distractors (every tool with
+    probability `all_tools`); `withhold`: a random set without the needed ones."""
     others = [t for t in TOOL_NAMES if t not in needed]
     if withhold:
         names = rng.sample(others, rng.randint(1, len(others)))
-    elif mode == "all" or rng.random() < ALL_TOOLS:
+    elif mode == "all" or rng.random() < all_tools:
         names = list(TOOL_NAMES)
     else:
         names = list(needed) + rng.sample(others, rng.randint(0, len(others)))
@@ -885,10 +887,12 @@ def build_episode(
     wrapper: tuple[int, int] | None = None,
     held: bool = False,
     withhold: bool = False,
+    all_tools: float = ALL_TOOLS,
 ) -> Episode:
     """Sample slots, run the solver against a real ToolEnv, and record the messages it produced.
 
-    tools: "all" offers every tool, "random" the needed ones plus distractors; withhold: offer none of the
+    tools: "all" offers every tool, "random" the needed ones plus distractors (all of them with probability
+    `all_tools`); withhold: offer none of the
     needed tools, so the answer is that it cannot be done. wrapper: (family, index) into WRAPPERS.
     held: use the held-out follow-up phrasings. thinking: give every assistant turn a short <think> block."""
     rng = random.Random(ep_seed)
@@ -917,7 +921,7 @@ def build_episode(
             "can't",
             {},
         )
-    offered = _offer(random.Random(ep_seed ^ 0x70015), template.tools, tools, withhold)
+    offered = _offer(random.Random(ep_seed ^ 0x70015), template.tools, tools, withhold, all_tools)
     if thinking:
         thoughts = {
             i: _thought(messages, i, kind) for i, m in enumerate(messages) if m["role"] == "assistant"
@@ -951,13 +955,19 @@ def verify_episode(ep: Episode) -> None:
 
 
 def generate_episodes(
-    n: int, seed: int = 0, split: Split = "train", tools: str | None = None
+    n: int,
+    seed: int = 0,
+    split: Split = "train",
+    tools: str | None = None,
+    all_tools: float = ALL_TOOLS,
+    withhold: float = WITHHOLD,
 ) -> list[Episode]:
     """`n` deterministic episodes (see the module docstring).
 
     train: templates by weight, only non-held-out phrasings, tools "random" (needed + distractors, often all);
     eval: its own seed stream, kinds in turn (equal counts), held-out phrasings in about half of the episodes,
-    tools "all". `tools` ("all" | "random") overrides the split's default."""
+    tools "all". `tools` ("all" | "random") overrides the split's default. Training only: `all_tools` is the share
+    of "random" episodes offering every tool, `withhold` the share of single-tool tasks whose tool is not offered."""
     split = {"val": "eval", "heldout": "eval", "test": "eval"}.get(split, split)
     if split not in ("train", "eval"):
         raise EdgeportError(f"split must be 'train' or 'eval', got {split!r}")
@@ -980,8 +990,8 @@ def generate_episodes(
             wf = rng.randrange(n_wseen, len(WRAPPERS)) if held else rng.randrange(n_wseen)
             wrapper = (wf, rng.randrange(len(WRAPPERS[wf])))
         thinking = rng.random() < THINKING
-        withhold = split == "train" and mode == "random" and t.kind == "single" and rng.random() < WITHHOLD
-        out.append(build_episode(t, family, para, s, mode, thinking, wrapper, held, withhold))
+        drop = split == "train" and mode == "random" and t.kind == "single" and rng.random() < withhold
+        out.append(build_episode(t, family, para, s, mode, thinking, wrapper, held, drop, all_tools))
     return out
 
 
