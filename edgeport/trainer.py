@@ -65,12 +65,8 @@ class TrainConfig:
     exact_turns: bool = False  # also each history-form turn in its exact context (data.episode_examples)
     prompted_turns: float = 0.0  # share of earlier non-thinking turns shown as prompted (data.prompted_turns)
     sessions: bool = False  # chain all-tool episodes into row-long conversations (data.sessions)
-    all_tools: float | None = (
-        None  # share of training episodes offering every tool (None: the generator's 0.4)
-    )
-    withhold: float | None = (
-        None  # share of single-tool tasks with their tool withheld (None: the generator's)
-    )
+    all_tools: float | None = None  # share of episodes offering every tool (None: the generator's)
+    withhold: float | None = None  # share of single-tool tasks withholding it (None: the generator's)
     builtin_text: bool = True
     tokenizer: str | None = None  # an existing tokenizer folder; else one is trained on the training text
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset (tests, tuning)
