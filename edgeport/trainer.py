@@ -198,8 +198,7 @@ def prepare_data(cfg: TrainConfig, folder: Path) -> dict[str, Packed]:
         train_text = list(D.builtin_text("train")) if cfg.builtin_text else []
         for p in cfg.data:
             train_text.extend(D.load_text_file(p))
-        shares = {k: v for k in ("all_tools", "withhold") if (v := getattr(cfg, k)) is not None}
-        episodes = D.generate_episodes(cfg.n_episodes, seed=cfg.seed, split="train", **shares)
+        episodes = D.generate_episodes(cfg.n_episodes, seed=cfg.seed, split="train", **_offer_shares(cfg))
         if cfg.tokenizer:
             save_tokenizer(load_tokenizer(cfg.tokenizer).hf, tmp)
         else:
@@ -235,8 +234,12 @@ def data_key(cfg: TrainConfig) -> dict[str, Any]:
         "vocab": _model_config(cfg).vocab_size,
     } | ({"exact_turns": True} if cfg.exact_turns else {}) | (
         {"prompted_turns": cfg.prompted_turns} if cfg.prompted_turns else {}) | (
-        {"sessions": True} if cfg.sessions else {}) | {
-        k: v for k in ("all_tools", "withhold") if (v := getattr(cfg, k)) is not None}  # fmt: skip
+        {"sessions": True} if cfg.sessions else {}) | _offer_shares(cfg)  # fmt: skip
+
+
+def _offer_shares(cfg: TrainConfig) -> dict[str, float]:
+    """The tool-offer shares the config sets (generate_episodes' all_tools / withhold); unset ones keep its defaults."""
+    return {k: v for k in ("all_tools", "withhold") if (v := getattr(cfg, k)) is not None}
 
 
 def _model_config(cfg: TrainConfig):

@@ -892,8 +892,8 @@ def build_episode(
     """Sample slots, run the solver against a real ToolEnv, and record the messages it produced.
 
     tools: "all" offers every tool, "random" the needed ones plus distractors (all of them with probability
-    `all_tools`); withhold: offer none of the
-    needed tools, so the answer is that it cannot be done. wrapper: (family, index) into WRAPPERS.
+    `all_tools`); withhold: offer none of the needed tools, so the answer is that it cannot be done.
+    wrapper: (family, index) into WRAPPERS.
     held: use the held-out follow-up phrasings. thinking: give every assistant turn a short <think> block."""
     rng = random.Random(ep_seed)
     slots = template.sample(rng)
