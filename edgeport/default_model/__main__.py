@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         machine=f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
     )
     if args.ablation:
-        metrics["ablation"] = json.loads((Path(args.ablation) / "metrics.json").read_text())["agent"]
+        abl = json.loads((Path(args.ablation) / "metrics.json").read_text())
+        metrics.update(ablation=abl["agent"], ablation_steps=abl["recipe"]["steps"])
     print(json.dumps(metrics, indent=2))
     with atomic_file(Path(args.work) / "metrics.json", "w") as f:
         f.write(json.dumps(metrics, indent=2) + "\n")
@@ -187,7 +188,10 @@ def _ablation_row(m: dict) -> str:
     if not b:
         return ""
     kinds = ", ".join(f"{k} {v:.0%}" for k, v in b["by_kind"].items())
-    return f"| ablation: same budget, no trajectory mid-training | {b['success_rate']:.1%} ({kinds}) |"
+    # an ablation quoted from an earlier build's budget says which
+    steps = m.get("ablation_steps", m["recipe"]["steps"])
+    budget = "same budget" if steps == m["recipe"]["steps"] else f"{steps} steps"
+    return f"| ablation: {budget}, no trajectory mid-training | {b['success_rate']:.1%} ({kinds}) |"
 
 
 if __name__ == "__main__":
