@@ -29,7 +29,7 @@ from edgeport.trainer import TrainConfig, evaluate_model, read_log, train
 
 HERE = Path(__file__).resolve().parent
 
-# The recipe (issue 10), sized for about 2 hours on 2 CPU threads (~5,000-6,700 tokens/s on this shared 2-core
+# The recipe (issue 10), sized for about 2 hours on 2 CPU threads (4,939 tokens/s median on this shared 2-core
 # machine). An episode with all 11 tools offered renders to ~750-990 tokens, so seq_len 1024 keeps a conversation
 # with its whole prompt in one row, and 2048 positions leave the eval room for a long prompt plus its reply. Each
 # conversation is one row of targets (dataset.episode_examples), not one row per turn; episodes offering every tool
