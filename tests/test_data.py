@@ -12,6 +12,7 @@ import torch
 
 from edgeport import chat
 from edgeport import data as D
+from edgeport.data import episodes
 from edgeport.errors import EdgeportError
 from edgeport.tokenizer import load_tokenizer
 from edgeport.tools import SCHEMAS, ToolEnv, calculate, convert_units
@@ -522,3 +523,21 @@ def test_tool_offer_shares_are_training_knobs(train_eps: list[D.Episode]) -> Non
         < 0.2 * n
         < sum(set(e.tool_names) == every for e in train_eps)
     )
+
+
+def test_heldout_phrasings_are_not_in_training_families() -> None:
+    """A held-out request, wrapper or follow-up is never also a training phrasing (case and punctuation aside)."""
+
+    def norm(s: str) -> str:
+        return " ".join("".join(c for c in s.lower() if c.isalnum() or c in " {}").split())
+
+    train, held = set(), set()
+    for t in D.TEMPLATES:
+        for f, fam in enumerate(t.paraphrases):
+            (held if f"{t.name}/{f}" in D.HELDOUT else train).update(norm(q) for q in fam)
+    for f, fam in enumerate(episodes.WRAPPERS):
+        (held if f"wrap/{f}" in D.HELDOUT else train).update(norm(a + b) for a, b in fam)
+    for k, opts in episodes.FOLLOWUPS.items():
+        for i, q in enumerate(opts):
+            (held if f"{k}/{i}" in D.HELDOUT else train).add(norm(q))
+    assert held and not held & train, sorted(held & train)

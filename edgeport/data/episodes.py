@@ -80,9 +80,34 @@ FILE_TEXTS = [
     "project deadline is june 12", "water the plants on monday", "flight leaves at 7:45", "pay the rent by the 5th",
     "lunch with sam at noon", "backup the laptop tonight", "the gate code is 4321", "return the library books",
     "dinner reservation for four", "renew the passport in may", "gym at 6 every tuesday", "send the report to alex",
+    "pick up the kids at 4", "car service on thursday", "mom's birthday is april 2", "buy a gift for lea",
+    "the door code is 7788", "check the oven timer", "bring the blue folder", "meet tom at the station",
 ]  # fmt: skip
-FILE_NAMES = ["todo", "notes", "plan", "ideas", "reminder", "draft", "list", "memo", "agenda", "log"]
-FOLDERS = ["docs", "work", "home", "notes", "tmp"]
+# Many names, so that a path, key or value in a request is copied into the call, not recalled from a short list.
+FILE_NAMES = [
+    "todo",
+    "notes",
+    "plan",
+    "ideas",
+    "reminder",
+    "draft",
+    "list",
+    "memo",
+    "agenda",
+    "log",
+    "budget",
+    "recipes",
+    "shopping",
+    "contacts",
+    "journal",
+    "goals",
+    "travel",
+    "tasks",
+    "books",
+    "report",
+    "letter",
+]
+FOLDERS = ["docs", "work", "home", "notes", "tmp", "projects", "school"]
 NOTE_KEYS = [
     "locker code",
     "wifi password",
@@ -91,8 +116,33 @@ NOTE_KEYS = [
     "bike lock",
     "doctor",
     "gym day",
+    "door code",
+    "library card",
+    "dentist",
+    "car plate",
+    "anniversary",
 ]
-NOTE_VALUES = ["blue", "green", "7731", "B12", "tuesday", "level 3", "dr smith", "0420", "orchid", "friday"]
+NOTE_VALUES = [
+    "blue",
+    "green",
+    "7731",
+    "B12",
+    "tuesday",
+    "level 3",
+    "dr smith",
+    "0420",
+    "orchid",
+    "friday",
+    "red",
+    "9182",
+    "C7",
+    "saturday",
+    "room 12",
+    "dr lee",
+    "5566",
+    "maple",
+    "march 3",
+]
 UNIT_WORDS = {  # unit -> words a user writes (each is accepted by convert_units)
     "km": ["km", "kilometers"], "m": ["m", "meters"], "cm": ["cm", "centimeters"], "mi": ["miles"], "ft": ["feet"],
     "in": ["inches"], "kg": ["kg", "kilograms"], "g": ["grams"], "lb": ["pounds", "lb"], "oz": ["ounces"],
@@ -349,7 +399,9 @@ def _v_note_save(slots: dict, call: Callable, rng: random.Random) -> tuple[str, 
 
 def _s_calc_note(rng: random.Random) -> dict:
     s = _s_calc(rng)
-    s["key"] = rng.choice(["total", "result", "budget", "score", "sum"])
+    s["key"] = rng.choice(
+        ["total", "result", "budget", "score", "sum", "answer", "balance", "cost", "savings"]
+    )
     s["expect_state"] = {"notes": {s["key"]: str(s["expect"])}}
     return s
 
@@ -463,20 +515,30 @@ def _v_pair_cat(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
 # ---------------------------------------------------------------- follow-ups: later turns refer to earlier results
 # Each list: phrasings of one follow-up request; the last one is held out (used only by held-out eval episodes).
 FOLLOWUPS: dict[str, list[str]] = {
-    "then+": ["Now add {k} to that.", "Add {k} to it.", "And plus {k}?", "What if I add {k} to that?"],
-    "then-": ["Now subtract {k} from that.", "Take {k} away from it.", "And minus {k}?", "What is that less {k}?"],
-    "then*": ["Multiply that by {k}.", "Now times {k}.", "And that times {k}?", "What is that multiplied by {k}?"],
-    "then_unit": ["And in {tu2}?", "What is that in {tu2}?", "Now give it in {tu2}.", "How about {tu2} instead?"],
-    "then_weekday": ["What day of the week is that?", "Which weekday is that?", "And the weekday?",
+    "then+": ["Increase that by {k}.", "Then add {k} to the result.", "Plus {k}.", "Now add {k}.",
+        "Now add {k} to that.", "Add {k} to it.", "And plus {k}?", "What if I add {k} to that?"],
+    "then-": ["Minus {k} now.", "Subtract {k} from the result.", "Now take away {k}.", "Decrease that by {k}.",
+        "Now subtract {k} from that.", "Take {k} away from it.", "And minus {k}?", "What is that less {k}?"],
+    "then*": ["Times {k}, please.", "Multiply the result by {k}.", "Now multiply it by {k}.", "Scale that by {k}.",
+        "Multiply that by {k}.", "Now times {k}.", "And that times {k}?", "What is that multiplied by {k}?"],
+    "then_unit": ["Now in {tu2}.", "Convert that to {tu2}.", "Same in {tu2}, please.", "Can you give that in {tu2}?",
+        "And in {tu2}?", "What is that in {tu2}?", "Now give it in {tu2}.", "How about {tu2} instead?"],
+    "then_weekday": ["What weekday is that date?", "Which day of the week is it?", "And what day is that?", "Tell me its weekday.",
+        "What day of the week is that?", "Which weekday is that?", "And the weekday?",
                      "Is that a weekend or which day?"],
-    "then_save": ["Save that as my {key}.", "Store it under {key}.", "Remember that as {key}.",
+    "then_save": ["Save it as {key}.", "Note that as my {key}.", "Put that under {key}.", "Save that under {key}.",
+        "Save that as my {key}.", "Store it under {key}.", "Remember that as {key}.",
                   "Keep that result as {key}, please."],
-    "then_first": ["What does the first one say?", "Open the first file.", "Read the first of them.",
+    "then_first": ["Read the first one.", "Open the first one, please.", "Read me the first file.", "Cat the first file.",
+        "What does the first one say?", "Open the first file.", "Read the first of them.",
                    "Show me what is in the first one."],
-    "then_back": ["What did I just save?", "Read it back to me.", "What is my {key} now?", "Check what you saved."],
-    "then_days": ["And {k} days after that?", "Add {k} days to that date.", "What about {k} days later?",
+    "then_back": ["Read my {key} back.", "What is saved as {key}?", "Get that note back.", "Show me the note.",
+        "What did I just save?", "Read it back to me.", "What is my {key} now?", "Check what you saved."],
+    "then_days": ["Add {k} more days.", "And {k} days on from there?", "What date is {k} days after that?", "Now move it {k} days ahead.",
+        "And {k} days after that?", "Add {k} days to that date.", "What about {k} days later?",
                   "Then go {k} days further."],
-    "thanks": ["Thanks!", "Thank you.", "Great, thanks.", "Perfect, cheers!"],
+    "thanks": ["Thanks a lot!", "Thank you so much.", "Great!", "Ok, thanks.",
+        "Thanks!", "Thank you.", "Great, thanks.", "Perfect, cheers!"],
 }  # fmt: skip
 WELCOME = ["You're welcome!", "You're welcome, happy to help.", "You're welcome. Anything else?"]
 
@@ -643,121 +705,203 @@ def _v_unsupported(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any
 TEMPLATES: list[Template] = [
     # ---- single
     Template("calc", "single", ("calculate",), [
+        ["Please calculate {expr}.", "Can you calculate {expr}?", "calculate {expr}"],
+        ["What's {expr}?", "what is {expr}", "So what is {expr}?"],
+        ["Figure out {expr}.", "Help me figure out {expr}.", "Could you figure out {expr}?"],
+        ["Solve {expr}.", "Solve {expr} for me, please.", "Run the numbers on {expr}."],
+        ["Quick math: {expr}", "Do the math: {expr}."],
         ["What is {expr}?", "How much is {expr}?"], ["Calculate {expr}.", "Compute {expr} for me."],
         ["Can you work out {expr}?", "Please evaluate {expr}."], ["I need the value of {expr}.", "{expr} = ?"]],
         _s_calc, _v_calc, weight=2.0),
     Template("calc_words", "single", ("calculate",), [
+        ["What's {a} {op} {b}?", "So what is {a} {op} {b}?"], ["Figure out {a} {op} {b}.", "Can you do {a} {op} {b}?"],
+        ["How much do you get for {a} {op} {b}?", "Solve {a} {op} {b}, please."],
         ["What is {a} {op} {b}?", "How much is {a} {op} {b}?"], ["Calculate {a} {op} {b}.", "Work out {a} {op} {b}."],
         ["Tell me {a} {op} {b}.", "{a} {op} {b} is what?"]], _s_words, _v_calc_word, weight=1.5),
     Template("calc_mul", "single", ("calculate",), [
+        ["A crate holds {b} bottles. How many bottles are in {a} crates?", "{a} teams of {b} players: how many players?"],
+        ["I bought {a} tickets at {b} dollars each. What did I spend?", "How many eggs in {a} cartons of {b}?"],
+        ["There are {a} rows of {b} seats. How many seats altogether?", "{a} weeks of {b} hours each: how many hours?"],
         ["I have {a} boxes with {b} items each. How many items in total?",
          "There are {a} rows of {b} chairs. How many chairs?"],
         ["{a} packs of {b} pens: how many pens?", "A shelf holds {b} books and there are {a} shelves. How many books?"],
         ["Each of {a} bags has {b} apples. How many apples?"]], _s_mul, _v_calc_word),
     Template("calc_share", "single", ("calculate",), [
+        ["Divide {a} candies equally among {b} children. How many each?", "{a} stickers for {b} kids: how many per kid?"],
+        ["We are {b} people sharing {a} euros. How much per person?", "Split {a} by {b} people, how much for one?"],
+        ["{a} pages over {b} days: how many pages a day?", "I have {a} minutes for {b} tasks. Minutes per task?"],
         ["Share {a} cookies among {b} kids. How many does each get?"],
         ["{a} dollars split between {b} people is how much each?"],
         ["If {b} friends split a bill of {a}, what does each pay?"]], _s_share, _v_calc_word),
     Template("convert", "single", ("convert_units",), [
+        ["Change {v} {fu} into {tu}.", "Please turn {v} {fu} into {tu}.", "convert {v} {fu} to {tu}"],
+        ["What's {v} {fu} in {tu}?", "{v} {fu} to {tu}?", "How much is {v} {fu} in {tu}?"],
+        ["I need {v} {fu} in {tu}.", "Give me {v} {fu} in {tu}.", "Can you convert {v} {fu} into {tu}?"],
+        ["If something is {v} {fu}, how many {tu} is it?", "My bag is {v} {fu}. What's that in {tu}?"],
         ["Convert {v} {fu} to {tu}.", "{v} {fu} in {tu}, please."], ["How many {tu} is {v} {fu}?",
          "What is {v} {fu} in {tu}?"], ["I have {v} {fu}. How much is that in {tu}?"],
         ["Express {v} {fu} as {tu}.", "{v} {fu} equals how many {tu}?"]], _s_convert, _v_convert, weight=2.0),
     Template("weekday", "single", ("weekday",), [
+        ["What weekday is {d}?", "what day is {d}", "Day of the week for {d}?"],
+        ["Which day of the week does {d} fall on?", "Can you check what day {d} is?"],
+        ["On which day of the week is {d}?", "I need the day name for {d}."],
         ["What day of the week is {d}?", "Which weekday was {d}?"], ["{d} falls on which day?"],
         ["Tell me the weekday of {d}.", "Was {d} a Monday or what?"]], _s_date, _v_weekday),
     Template("add_days", "single", ("add_days",), [
+        ["What's the date {n} days after {d}?", "Go {n} days forward from {d}.", "{n} days after {d}?"],
+        ["Count {n} days ahead from {d}.", "Move {d} forward by {n} days."],
+        ["My trip starts {d} and lasts {n} days. When does it end?", "A deadline {n} days after {d} is when?"],
         ["What date is {n} days after {d}?", "Add {n} days to {d}."], ["Which date comes {n} days after {d}?"],
         ["If I start on {d}, what is the date {n} days later?", "{d} plus {n} days is which date?"]],
         _s_date, _v_add_days),
     Template("days_between", "single", ("days_between",), [
+        ["How many days are there between {d} and {d2}?", "Number of days from {d} to {d2}?"],
+        ["How many days separate {d} and {d2}?", "From {d} to {d2}, how many days is that?"],
+        ["Count how many days it is from {d} to {d2}.", "days between {d} and {d2}"],
         ["How many days from {d} to {d2}?", "Days between {d} and {d2}?"], ["Count the days between {d} and {d2}."],
         ["How long is it from {d} until {d2} in days?", "What is the gap in days from {d} to {d2}?"]],
         _s_date, _v_between),
     Template("cat", "single", ("cat",), [
+        ["Can you read {path}?", "Please open {path}.", "read {path}"],
+        ["What is written in {path}?", "What does the file {path} contain?", "Tell me what {path} says."],
+        ["Display {path}.", "Show {path} to me.", "I want to read {path}."],
+        ["Check {path} for me.", "Look at {path} and tell me what it says.", "cat {path}"],
         ["What's in {path}?", "What does {path} say?"], ["Show me {path}.", "Open {path}."], ["Read {path} for me."],
         ["Print the contents of {path}.", "Let me see {path}."]], _s_file, _v_cat),
     Template("ls", "single", ("ls",), [
+        ["What files does {folder} have?", "list {folder}", "Can you list {folder}?"],
+        ["Show me the files in {folder}.", "What's in {folder}?", "Files in {folder}?"],
+        ["Which documents are stored in {folder}?", "Look in {folder} and tell me the file names."],
         ["Which files are in {folder}?", "List the files in {folder}."], ["What is inside {folder}?"],
         ["Show the contents of the folder {folder}.", "What do I have under {folder}?"]], _s_file, _v_ls, weight=0.7),
     Template("note_get", "single", ("note_get",), [
+        ["What's my {key}?", "Tell me my {key}.", "my {key}?"],
+        ["Can you look up my {key}?", "Check my {key} note.", "What did I save as my {key}?"],
+        ["Get my {key}, please.", "I need my {key}.", "Read me my {key}."],
         ["What is my {key}?", "Look up my {key}."], ["Remind me of my {key}."],
         ["Do you know my {key}?", "I forgot my {key}, what was it?"]], _s_note, _v_note_get),
     Template("note_save", "single", ("note_save",), [
+        ["Save my {key} as {value}.", "My {key} is {value}, save it.", "note: {key} is {value}"],
+        ["Write down that my {key} is {value}.", "Make a note that my {key} is {value}."],
+        ["Set my {key} note to {value}.", "Record my {key}: {value}.", "Please remember my {key}: {value}."],
         ["Remember that my {key} is {value}.", "Save a note: {key} is {value}."], ["Note down my {key}: {value}."],
         ["Please store {value} as my {key}.", "Keep in mind: my {key} is {value}."]], _s_note_save, _v_note_save),
     # ---- chain
     Template("run_total", "chain", ("convert_units", "calculate"), [
+        ["I walked {a} km and {b} miles. What's the total in km?", "{a} km and {b} miles, total in km?"],
+        ["Today I cycled {a} km, yesterday {b} miles. How far in km altogether?"],
+        ["What is {a} km + {b} miles in kilometers?", "Total distance in km: {a} km and {b} miles."],
         ["I ran {a} km and then {b} miles. How many km in total?"], ["Add {a} km and {b} miles; give the total in km."],
         ["My trip was {a} km plus {b} miles. What is that in km?"]], _s_run, _v_run),
     Template("weigh_total", "chain", ("convert_units", "calculate"), [
+        ["I have {n} boxes of {a} pounds each. How much is that in kg?", "{n} parcels weigh {a} pounds each. How heavy are they in kg?"],
+        ["Each bag is {a} pounds. What do {n} of them weigh in kilograms?"],
+        ["How many kg are {n} times {a} pounds?", "What is the weight in kg of {n} crates, {a} pounds per crate?"],
         ["One box weighs {a} pounds. How many kg do {n} boxes weigh?"],
         ["What do {n} bags of {a} pounds each weigh in kg?"], ["Total kg for {n} items at {a} pounds each?"]],
         _s_weigh, _v_weigh),
     Template("from_today", "chain", ("today", "add_days"), [
+        ["What's the date in {n} days?", "Which date is it {n} days from now?", "date in {n} days?"],
+        ["Count {n} days from today. What date do I get?", "If today is day one, what date is {n} days on?"],
+        ["I leave {n} days from today. On what date?", "What will the date be {n} days from now?"],
         ["What is the date {n} days from today?", "What date will it be in {n} days?"],
         ["Give me the date {n} days from now."], ["{n} days from today is which date?"]], _s_date, _v_from_today),
     Template("weekday_in", "chain", ("today", "add_days", "weekday"), [
+        ["What weekday will it be {n} days from now?", "What weekday do we reach in {n} days?"],
+        ["{n} days from now, what day of the week is it?", "In {n} days, what weekday will it be?"],
+        ["My exam is in {n} days. Which weekday is that?"],
         ["What day of the week will it be in {n} days?"], ["In {n} days, which weekday is it?"],
         ["Which day of the week is {n} days from today?"]], _s_date, _v_weekday_in, weight=0.7),
     Template("write_cat", "chain", ("write", "cat"), [
+        ["Write '{text}' into {path} and read it back to me.", "Store '{text}' in {path}, then open it."],
+        ["Create {path} with '{text}' and show me what it says.", "Save the text '{text}' to {path} and read it."],
+        ["Please write '{text}' in {path}, then display it.", "Write '{text}' to {path} and confirm by reading it."],
         ["Write '{text}' to {path}, then read it back."], ["Save '{text}' in {path} and show me the file."],
         ["Put '{text}' into {path} and check it."]], _s_write, _v_write_cat),
     Template("calc_note", "chain", ("calculate", "note_save"), [
+        ["Calculate {expr} and remember the result as {key}.", "Work out {expr}, then save it under {key}."],
+        ["Compute {expr} and note it down as my {key}.", "What is {expr}? Save the answer as {key}."],
+        ["Figure out {expr} and store it as {key}.", "Calculate {expr}, then keep it as my {key} note."],
         ["Compute {expr} and save it as {key}."], ["Work out {expr}, then store the result under {key}."],
         ["Save the value of {expr} as my {key}."]], _s_calc_note, _v_calc_note),
     # ---- parallel (several calls in one turn)
     Template("calc_pair", "parallel", ("calculate",), [
+        ["Calculate {e1}, and also {e2}.", "What's {e1}? And {e2}?", "Compute {e1} and {e2} for me."],
+        ["Two sums please: {e1} and {e2}.", "Give me {e1} and also {e2}.", "Solve {e1} and {e2}."],
         ["What are {e1} and {e2}?", "Calculate {e1} and {e2}."], ["Work out both {e1} and {e2}."],
         ["I need {e1} as well as {e2}."]], _s_pair_calc, _v_pair_calc),
     Template("convert_pair", "parallel", ("convert_units",), [
+        ["Please convert {v1} {fu1} into {tu1}, and {v2} {fu2} into {tu2}.", "{v1} {fu1} to {tu1}? And {v2} {fu2} to {tu2}?"],
+        ["How many {tu1} is {v1} {fu1}, and how many {tu2} is {v2} {fu2}?",
+         "I need {v1} {fu1} in {tu1} and also {v2} {fu2} in {tu2}."],
         ["Convert {v1} {fu1} to {tu1} and {v2} {fu2} to {tu2}."], ["What is {v1} {fu1} in {tu1}, and {v2} {fu2} in {tu2}?"],
         ["Two conversions: {v1} {fu1} to {tu1}, {v2} {fu2} to {tu2}."]], _s_pair_convert, _v_pair_convert),
     Template("weekday_pair", "parallel", ("weekday",), [
+        ["What weekday is {d}, and what weekday is {d2}?", "Days of the week for {d} and {d2}?"],
+        ["Check which days {d} and {d2} fall on.", "Is {d} or {d2} on a weekend? Give me both days."],
         ["Which weekdays are {d} and {d2}?"], ["What days of the week are {d} and {d2}?"],
         ["Tell me the weekdays of {d} and of {d2}."]], _s_pair_date, _v_pair_weekday),
     Template("cat_pair", "parallel", ("cat",), [
+        ["Open {p1} and {p2}.", "Can you read {p1} and also {p2}?", "What is written in {p1} and in {p2}?"],
+        ["Read me {p1} and {p2}, please.", "Check {p1} and {p2} for me.", "Display {p1} and {p2}."],
         ["Read {p1} and {p2}."], ["What do {p1} and {p2} say?"], ["Show me both {p1} and {p2}."]],
         _s_pair_file, _v_pair_cat),
     # ---- error and recovery
     Template("cat_lost", "error", ("cat", "ls"), [
+        ["Can you open {name}?", "What is in {name}?", "Read my {name}, please."],
+        ["I saved a file called {name}. What does it say?", "Look up {name} and tell me what it says."],
         ["Open my file {name}.", "What does {name} say?"], ["Read {name} for me."],
         ["Show me {name}, wherever it is.", "Find {name} and read it."]], _s_file, _v_cat_lost, weight=1.2),
     Template("note_fuzzy", "error", ("note_get",), [
+        ["What's my {key}?", "Tell me my {key}.", "Can you check my {key}?"],
+        ["I need my {key} note.", "What did I save for {key}?", "Get my {key}, please."],
         ["What is my {key}?", "Look up my {key}."], ["Remind me of my {key} note."],
         ["Do you have my {key} saved?"]], _s_note_fuzzy, _v_note_fuzzy),
     Template("missing_file", "error", ("cat",), [
+        ["Can you read {path}?", "What does {path} contain?", "Please open {path}."],
+        ["Tell me what {path} says.", "Display {path}.", "Check {path} for me."],
         ["What's in {path}?", "Read {path}."], ["Show me {path}."], ["Open {path} for me."]],
         _s_missing, _v_missing, weight=0.8),
     # ---- follow-ups (later turns refer to earlier results)
     Template("calc_then", "followup", ("calculate",), [
+        ["What's {expr}?", "Please calculate {expr}."], ["Figure out {expr}.", "Solve {expr}."],
         ["What is {expr}?", "Calculate {expr}."], ["Compute {expr} for me."], ["I need the value of {expr}."]],
         _s_calc_then, _v_calc_then, weight=1.5),
     Template("convert_then", "followup", ("convert_units",), [
-        ["Convert {v} {fu} to {tu}."], ["How many {tu} is {v} {fu}?"], ["I have {v} {fu}. How much is that in {tu}?"]],
+        ["What's {v} {fu} in {tu}?", "Change {v} {fu} into {tu}."], ["Give me {v} {fu} in {tu}.", "{v} {fu} to {tu}?"],
+        ["Convert {v} {fu} to {tu}."], ["How many {tu} is {v} {fu}?"], ["Express {v} {fu} as {tu}."]],
         _s_convert_then, _v_convert_then),
     Template("days_then_weekday", "followup", ("add_days", "weekday"), [
+        ["What's the date {n} days after {d}?", "Go {n} days forward from {d}."], ["{n} days after {d}?"],
         ["What date is {n} days after {d}?"], ["Add {n} days to {d}."], ["If I start on {d}, what is the date {n} days later?"]],
         _s_date_then, _v_days_then_weekday),
     Template("weekday_then_days", "followup", ("weekday", "add_days"), [
+        ["What weekday is {d}?", "what day is {d}"], ["Which day of the week does {d} fall on?"],
         ["What day of the week is {d}?"], ["Which weekday was {d}?"], ["Tell me the weekday of {d}."]],
         _s_date_then, _v_weekday_then_days, weight=0.7),
     Template("calc_then_save", "followup", ("calculate", "note_save"), [
+        ["What's {expr}?", "Please calculate {expr}."], ["Figure out {expr}.", "Solve {expr}."],
         ["What is {expr}?"], ["Calculate {expr}."], ["Work out {expr}."]], _s_calc_note, _v_calc_then_save),
     Template("ls_then_cat", "followup", ("ls", "cat"), [
-        ["Which files are in {folder}?"], ["List the files in {folder}."], ["What is inside {folder}?"]],
+        ["What files does {folder} have?", "Show me the files in {folder}."], ["Can you list {folder}?", "Files in {folder}?"],
+        ["Which files are in {folder}?"], ["List the files in {folder}."], ["Show the contents of the folder {folder}."]],
         _s_file, _v_ls_then_cat),
     Template("save_then_get", "followup", ("note_save", "note_get"), [
-        ["Remember that my {key} is {value}."], ["Save a note: {key} is {value}."], ["Note down my {key}: {value}."]],
+        ["Save my {key} as {value}.", "Make a note that my {key} is {value}."], ["Record my {key}: {value}."],
+        ["Remember that my {key} is {value}."], ["Save a note: {key} is {value}."], ["Please store {value} as my {key}."]],
         _s_note_save, _v_save_then_get, weight=0.7),
     Template("calc_thanks", "followup", ("calculate",), [
-        ["What is {expr}?"], ["Compute {expr} for me."], ["How much is {expr}?"]], _s_calc_thanks, _v_calc_thanks, weight=0.6),
+        ["What's {expr}?", "Please calculate {expr}."], ["Figure out {expr}.", "Solve {expr}."],
+        ["What is {expr}?"], ["Compute {expr} for me."], ["I need the value of {expr}."]], _s_calc_thanks, _v_calc_thanks, weight=0.6),
     # ---- no tool needed
     Template("chat", "direct", (), [[q for q, _ in fam] for fam in CHAT_FAMILIES], _s_direct, _v_chat,
              weight=1.2, wrap=False),
     Template("repeat", "direct", (), [
+        ["Say '{t}'.", "Just repeat: {t}", "Repeat this: {t}"], ["Copy this back to me: {t}", "Echo this: {t}"],
         ["Repeat after me: {t}", "Say this back to me: {t}"], ["Echo '{t}'.", "Please repeat '{t}'."],
         ["Can you say '{t}' back?"]], _s_direct, _v_repeat, weight=0.6),
     Template("fact", "direct", (), [
+        ["What's the {q}?", "Name the {q}.", "Name the {q}, please."], ["Which is the {q}?", "Can you tell me the {q}?"],
         ["What is the {q}?", "Tell me the {q}."], ["Do you know the {q}?"], ["Quick one: the {q}?"]],
         _s_direct, _v_fact, weight=0.8),
     # ---- no tool can serve
@@ -766,6 +910,14 @@ TEMPLATES: list[Template] = [
 ]
 # Wrappers around a first request, in families ((prefix, suffix) pairs); the last HELDOUT_WRAPPERS are eval-only.
 WRAPPERS: list[list[tuple[str, str]]] = [
+    [("So, ", ""), ("Okay. ", ""), ("Alright. ", "")],
+    [("Hi there! ", ""), ("Good morning. ", ""), ("Hey there. ", "")],
+    [("", " Thanks a lot."), ("", " Thanks a bunch."), ("", " Thanks in advance.")],
+    [("I was wondering: ", ""), ("Just curious: ", ""), ("Question: ", "")],
+    [("Sorry to bother you. ", ""), ("Excuse me. ", "")],
+    [("", " When you have a moment."), ("", " No rush."), ("", " Right now, please.")],
+    [("Help needed: ", ""), ("Task for you: ", ""), ("Need a hand here. ", "")],
+    [("Hello, assistant. ", ""), ("Yo! ", ""), ("Hi again. ", "")],
     [("Hey! ", ""), ("Hi. ", ""), ("Hello! ", "")],
     [("Quick question: ", ""), ("One thing: ", "")],
     [("", " Thanks!"), ("", " Thank you.")],
