@@ -295,6 +295,7 @@ def evaluate(
     progress: bool = False,
     constrain: bool = False,
     sampler: Sampler | None = None,
+    records: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Run every episode; return rates and counts (plain JSON-able numbers).
 
@@ -305,6 +306,7 @@ def evaluate(
     first_tool_match: tool episodes whose first call names the reference's first tool.
     failure_modes: failed episodes by where they first left the reference (failure_mode).
     baseline_echo: see CHANCE_NOTE. constrain: tool calls decoded under edgeport.constrain (off: the raw model).
+    records: when given, one `episode_record` per episode is appended (what a failure looked like).
     """
     it: Any = episodes
     if progress:
@@ -315,6 +317,8 @@ def evaluate(
         run_episode(generate, tok, ep, max_steps, max_new_tokens, max_context, constrain, sampler)
         for ep in it
     ]
+    if records is not None:
+        records.extend(episode_record(ep, r) for ep, r in zip(episodes, results, strict=True))
     n = len(results)
     tool_eps = [(ep, r) for ep, r in zip(episodes, results, strict=True) if ep.kind not in NO_TOOL_KINDS]
     attempts = sum(r.call_attempts for r in results)
@@ -348,6 +352,24 @@ def evaluate(
         ),
         "baseline_echo": echo_baseline(episodes),
         "chance": CHANCE_NOTE,
+    }
+
+
+def episode_record(episode: Episode, res: EpisodeResult) -> dict[str, Any]:
+    """One played episode as plain JSON: the request turns, the reference calls, what the model called and
+    answered, and where it first left the reference (`failure_mode`)."""
+    return {
+        "template": episode.template,
+        "kind": episode.kind,
+        "heldout": episode.heldout,
+        "thinking": episode.thinking,
+        "user": [m["content"] for m in episode.messages if m.get("role") == "user"],
+        "reference": reference_calls(episode),
+        "calls": res.calls,
+        "final": res.final,
+        "success": res.success,
+        "reason": res.reason,
+        "failure_mode": failure_mode(episode, res),
     }
 
 

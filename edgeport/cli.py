@@ -173,6 +173,11 @@ def eval_cmd(
     ),
     seed: int = typer.Option(0),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
+    transcripts: Optional[Path] = typer.Option(
+        None,
+        help="Also write every episode as a JSON line: requests, reference calls, the model's calls and answer, "
+        "where it failed.",
+    ),
 ) -> None:
     """Held-out loss and perplexity (text, trajectories) and agentic tool-use success rate."""
     import json
@@ -182,10 +187,13 @@ def eval_cmd(
 
     if tasks < 1:
         raise EdgeportError(f"--tasks must be >= 1, got {tasks}")
+    records: list[dict] = []
     if model is not None and _exported(model):
-        m = evaluate_artifact(model, n_tasks=tasks, seed=seed, progress=True)
+        m = evaluate_artifact(model, n_tasks=tasks, seed=seed, progress=True, records=records)
     else:
-        m = evaluate_model(model or default_model_dir(), n_tasks=tasks, seed=seed, progress=True)
+        m = evaluate_model(
+            model or default_model_dir(), n_tasks=tasks, seed=seed, progress=True, records=records
+        )
     a = m["agent"]
     t = Table(title=f"edgeport eval {m['model']}", show_header=False)
     if "runtime" in m:
@@ -211,6 +219,9 @@ def eval_cmd(
     if json_out is not None:
         with atomic_file(json_out, "w") as f:
             f.write(json.dumps(m, indent=2) + "\n")
+    if transcripts is not None:
+        with atomic_file(transcripts, "w") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
 @app.command()

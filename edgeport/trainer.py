@@ -583,10 +583,11 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 def evaluate_model(
     model_dir: str | Path, n_tasks: int = 100, seed: int = 0, seq_len: int = 512, max_rows: int = 64,
-    progress: bool = False,
+    progress: bool = False, records: list[dict] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Held-out loss / perplexity (held-out builtin text; held-out trajectories, assistant tokens only) and the
-    agentic tool-use success on `n_tasks` held-out episodes (edgeport.agent.evaluate, greedy decoding)."""
+    agentic tool-use success on `n_tasks` held-out episodes (edgeport.agent.evaluate, greedy decoding; `records`
+    receives each played episode)."""
     from edgeport import agent
     from edgeport import data as D
     from edgeport.checkpoint import load_model
@@ -615,24 +616,28 @@ def evaluate_model(
             out[name] = r
     rt = TorchRef(folder, absorbed=True, model=model)  # the one token stream every runtime has
     out["agent"] = _agent_figures(agent.runtime_stream(rt), tok, episodes, model.config.max_position_embeddings,
-                                  progress)  # fmt: skip
+                                  progress, records)  # fmt: skip
     return out
 
 
 def _agent_figures(
-    generate: Any, tok: Any, episodes: list[Any], max_context: int, progress: bool
+    generate: Any, tok: Any, episodes: list[Any], max_context: int, progress: bool, records: list[dict] | None
 ) -> dict[str, Any]:
     """agent.evaluate's figures (without its chance note) plus the seconds it took."""
     from edgeport import agent
 
     t0 = time.perf_counter()
-    res = agent.evaluate(generate, tok, episodes, max_context=max_context, progress=progress)
+    res = agent.evaluate(generate, tok, episodes, max_context=max_context, progress=progress, records=records)
     res["seconds"] = time.perf_counter() - t0
     return {k: v for k, v in res.items() if k != "chance"}
 
 
 def evaluate_artifact(
-    path: str | Path, n_tasks: int = 210, seed: int = 0, progress: bool = False
+    path: str | Path,
+    n_tasks: int = 210,
+    seed: int = 0,
+    progress: bool = False,
+    records: list[dict] | None = None,
 ) -> dict[str, Any]:
     """evaluate_model's tool-use success for an exported artifact (a .gguf on llama.cpp, an ONNX export folder on
     onnxruntime): the same held-out episodes and scoring, decoded by the runtime a user runs it on."""
@@ -642,7 +647,9 @@ def evaluate_artifact(
     engine = open_engine(path)
     try:
         episodes = D.generate_episodes(n_tasks, seed=seed + 1, split="eval")
-        figures = _agent_figures(engine.generate, engine.tokenizer, episodes, engine.context_length, progress)
+        figures = _agent_figures(
+            engine.generate, engine.tokenizer, episodes, engine.context_length, progress, records
+        )
     finally:
         engine.close()
     return {"model": str(path), "runtime": engine.name, "agent": figures}

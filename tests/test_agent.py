@@ -3,6 +3,7 @@ garbage fails; malformed output never raises; the real model's generate plugs in
 
 from __future__ import annotations
 
+import collections
 import json
 import random
 from collections.abc import Callable, Sequence
@@ -196,5 +197,11 @@ def test_failure_mode_says_where_an_episode_left_the_reference(tok, eps: list[D.
     direct = next(e for e in eps if e.kind in D.NO_TOOL_KINDS)
     r = A.run_episode(scripted(right, "Hi." + chat.EOS), tok, direct)
     assert A.failure_mode(direct, r) == "called a tool"
-    r = A.evaluate(_garbage(tok, 0), tok, eps[:14])  # every failed episode is counted once
+    records: list[dict] = []
+    r = A.evaluate(_garbage(tok, 0), tok, eps[:14], records=records)  # every failed episode is counted once
     assert sum(r["failure_modes"].values()) == r["n"] - r["reasons"].get("ok", 0) > 0
+    # the per-episode records say the same, episode by episode, as plain JSON
+    assert [x["template"] for x in records] == [e.template for e in eps[:14]]
+    assert collections.Counter(x["failure_mode"] for x in records if not x["success"]) == r["failure_modes"]
+    assert all(x["reference"] == A.reference_calls(e) for x, e in zip(records, eps, strict=False))
+    json.dumps(records)

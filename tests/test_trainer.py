@@ -203,9 +203,11 @@ def test_evaluate_model_and_cli(prepared, tmp_path: Path) -> None:
     )
     assert m["agent"]["n"] == 2 and m["agent"]["success_rate"] == m["agent"]["reasons"].get("ok", 0) / 2
     runner = CliRunner()
-    r = runner.invoke(app, ["eval", str(ckpt), "--tasks", "1"])
+    r = runner.invoke(app, ["eval", str(ckpt), "--tasks", "2", "--transcripts", str(tmp_path / "t.jsonl")])
     assert r.exit_code == 0, r.output
     assert "tool-use success" in r.output and "held-out text" in r.output
+    rows = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and {"user", "reference", "calls", "final", "failure_mode"} <= set(rows[0])
     r = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--data", str(tmp_path / "missing.txt")])
     assert r.exit_code == 2 and "training data file not found" in r.output
     r = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--resume"])
