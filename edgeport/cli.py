@@ -187,6 +187,9 @@ def eval_cmd(
 
     if tasks < 1:
         raise EdgeportError(f"--tasks must be >= 1, got {tasks}")
+    for out in (json_out, transcripts):  # refused before the minutes of evaluation, not after
+        if out is not None:
+            check_out(out, folder=False)
     records: list[dict] = []
     if model is not None and _exported(model):
         m = evaluate_artifact(model, n_tasks=tasks, seed=seed, progress=True, records=records)

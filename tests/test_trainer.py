@@ -208,6 +208,8 @@ def test_evaluate_model_and_cli(prepared, tmp_path: Path) -> None:
     assert "tool-use success" in r.output and "held-out text" in r.output
     rows = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and {"user", "reference", "calls", "final", "failure_mode"} <= set(rows[0])
+    r = runner.invoke(app, ["eval", str(ckpt), "--transcripts", str(tmp_path)])  # a folder: refused up front
+    assert r.exit_code == 2 and "exists and is a folder" in r.output and "tool-use success" not in r.output
     r = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--data", str(tmp_path / "missing.txt")])
     assert r.exit_code == 2 and "training data file not found" in r.output
     r = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--resume"])
