@@ -218,3 +218,15 @@ def test_evaluate_model_and_cli(prepared, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "unknown stage" in r.output
     r = runner.invoke(app, ["eval", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "no such model folder" in r.output
+
+
+def test_training_md_is_rendered_from_metrics_and_says_which_eval_set() -> None:
+    """The shipped TRAINING.md is training_md(metrics.json); a build measured before the generator changed also
+    shows its figure on the current eval set, and only then."""
+    from edgeport.default_model.__main__ import HERE, training_md
+
+    m = json.loads((HERE / "metrics.json").read_text())
+    assert (HERE / "TRAINING.md").read_text() == training_md(m)
+    assert "on the current eval set" in training_md(m)
+    m.pop("agent_on_current_eval_set")
+    assert "on the current eval set" not in training_md(m)

@@ -167,7 +167,7 @@ curriculum ({m["recipe"]["stages"]}).
 | held-out trajectories loss / ppl (assistant tokens) | {m["val_sft"]["loss"]:.3f} / {m["val_sft"]["ppl"]:.2f} |
 | tool-use success, {a["n"]} held-out episodes, all tools offered | {a["success_rate"]:.1%} \
 (echo baseline {a["baseline_echo"]:.1%}) |
-| valid tool-call JSON | {a["valid_json_rate"]} |
+{_current_set_row(m)}| valid tool-call JSON | {a["valid_json_rate"]} |
 | success by kind | {", ".join(f"{k} {v:.0%}" for k, v in a["by_kind"].items())} |
 | success by rendering / on held-out phrasings | \
 {", ".join(f"{k} {v:.0%}" for k, v in a.get("by_rendering", {}).items())} / {a.get("heldout_phrasing", 0):.0%} |
@@ -181,6 +181,15 @@ Held-out episodes (`edgeport eval`) come from a disjoint seed stream, offer all 
 kinds and use phrasing families never seen in training in about half of the cases (edgeport.data.HELDOUT).
 The checkpoint is float32; `edgeport quantize` makes the int8 / int4 variants.
 """
+
+
+def _current_set_row(m: dict) -> str:
+    """The build's figure on today's eval set, when the generator changed after the build (else nothing)."""
+    c = m.get("agent_on_current_eval_set")
+    if not c:
+        return ""
+    kinds = ", ".join(f"{k} {v:.0%}" for k, v in c["by_kind"].items())
+    return f"| the same, on the current eval set (the generator changed since) | {c['success_rate']:.1%} ({kinds}) |\n"
 
 
 def _ablation_row(m: dict) -> str:
