@@ -65,6 +65,7 @@ class TrainConfig:
     exact_turns: bool = False  # also each history-form turn in its exact context (data.episode_examples)
     prompted_turns: float = 0.0  # share of earlier non-thinking turns shown as prompted (data.prompted_turns)
     sessions: bool = False  # chain all-tool episodes into row-long conversations (data.sessions)
+    sft_text: float = 0.0  # share of the SFT stage's tokens that are text (data.mixture)
     all_tools: float | None = None  # share of episodes offering every tool (None: the generator's)
     withhold: float | None = None  # share of single-tool tasks withholding it (None: the generator's)
     builtin_text: bool = True
@@ -214,6 +215,7 @@ def prepare_data(cfg: TrainConfig, folder: Path) -> dict[str, Packed]:
             exact_turns=cfg.exact_turns,
             prompted=cfg.prompted_turns,
             session=cfg.sessions,
+            sft_text=cfg.sft_text,
         )
         val_eps = D.generate_episodes(max(64, cfg.eval_rows * 4), seed=cfg.seed + 1, split="val")
         packed["val_text"] = D.pack(
@@ -234,7 +236,8 @@ def data_key(cfg: TrainConfig) -> dict[str, Any]:
         "vocab": _model_config(cfg).vocab_size,
     } | ({"exact_turns": True} if cfg.exact_turns else {}) | (
         {"prompted_turns": cfg.prompted_turns} if cfg.prompted_turns else {}) | (
-        {"sessions": True} if cfg.sessions else {}) | _offer_shares(cfg)  # fmt: skip
+        {"sessions": True} if cfg.sessions else {}) | (
+        {"sft_text": cfg.sft_text} if cfg.sft_text else {}) | _offer_shares(cfg)  # fmt: skip
 
 
 def _offer_shares(cfg: TrainConfig) -> dict[str, float]:

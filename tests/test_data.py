@@ -403,6 +403,17 @@ def test_mixture_stages(tok, train_eps: list[D.Episode]) -> None:
     assert all(torch.equal(out[k][0], again[k][0]) for k in out)
 
 
+def test_mixture_sft_text_share(tok, train_eps: list[D.Episode]) -> None:
+    """sft_text puts text rows (loss on every token) into the SFT stage, about that share of its tokens."""
+    texts = D.builtin_text("train")[:20]
+    plain = D.mixture(tok, texts, train_eps[:40], seq_len=256, seed=0)["sft"]
+    x, m = D.mixture(tok, texts, train_eps[:40], seq_len=256, seed=0, sft_text=0.2)["sft"]
+    share = (len(x) - len(plain[0])) / len(x)  # the added rows are text, whole rows of it
+    assert 0.1 < share < 0.35, share
+    dense = lambda mask: int((mask.float().mean(dim=1) > 0.95).sum())  # noqa: E731
+    assert dense(m) - dense(plain[1]) >= 0.8 * (len(x) - len(plain[0]))  # loss on (almost) every token
+
+
 # ------------------------------------------------------------------ text sources
 def test_builtin_text_split() -> None:
     train, held = D.builtin_text("train"), D.builtin_text("heldout")

@@ -278,13 +278,15 @@ def mixture(
     exact_turns: bool = False,
     prompted: float = 0.0,
     session: bool = False,
+    sft_text: float = 0.0,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The three stage datasets, each `pack` output (input_ids [N, seq_len+1] int64, loss_mask bool):
 
     - "pretrain": all `texts`, loss on every token;
     - "midtrain": all trajectory turns of `episodes` (loss on assistant targets) mixed with text chunks so that
       text is about `text_fraction` of the tokens;
-    - "sft": trajectories only, loss on assistant targets.
+    - "sft": trajectories, loss on assistant targets, plus text chunks making `sft_text` of the tokens (0: none;
+      a little text keeps the text distribution sharp, which the int4 artifacts' text-logit gate needs).
     `episodes` may hold Episodes or {"messages", "tools"?} dicts (e.g. from `load_text_file`). Examples are
     shuffled with `seed` before packing; the text (documents in shuffled order) is one stream cut into rows.
     exact_turns: see episode_examples; prompted: see prompted_turns; session: chain the episodes that offer
@@ -306,16 +308,19 @@ def mixture(
         for ex in episode_examples(tok, _with_prompted_turns(e, prompted, turn_rng), exact_turns)
     ]
     n_traj = sum(len(i) for i, _ in traj_ex)
-    want = int(n_traj * text_fraction / max(1e-9, 1 - text_fraction))
-    mid_text, n = [], 0
-    for ex in pre:
-        if n >= want:
-            break
-        mid_text.append(ex)
-        n += len(ex[0])
-    mid = traj_ex + mid_text
+
+    def text_share(frac: float) -> list[tuple[list[int], list[bool]]]:
+        want, out, n = int(n_traj * frac / max(1e-9, 1 - frac)), [], 0
+        for ex in pre:
+            if n >= want:
+                break
+            out.append(ex)
+            n += len(ex[0])
+        return out
+
+    mid = traj_ex + text_share(text_fraction)
     rng.shuffle(mid)
-    sft = list(traj_ex)
+    sft = traj_ex + text_share(sft_text)
     rng.shuffle(sft)
     return {
         "pretrain": pack(pre, seq_len, tok.eos_id),
