@@ -87,8 +87,10 @@ FILE_TEXTS = [
 FILE_NAMES = [
     "todo", "notes", "plan", "ideas", "reminder", "draft", "list", "memo", "agenda", "log", "budget",
     "recipes", "shopping", "contacts", "journal", "goals", "travel", "tasks", "books", "report", "letter",
+    "invoice", "minutes", "checklist", "diary", "packing", "meals", "music", "garden", "movies", "bills",
+    "chores", "schedule", "birthdays", "passwords", "quotes", "workout", "errands", "gifts", "lessons",
 ]  # fmt: skip
-FOLDERS = ["docs", "work", "home", "notes", "tmp", "projects", "school"]
+FOLDERS = ["docs", "work", "home", "notes", "tmp", "projects", "school", "data", "shared", "archive"]
 NOTE_KEYS = [
     "locker code",
     "wifi password",
@@ -616,6 +618,16 @@ def _v_calc_thanks(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any
 
 # ---------------------------------------------------------------- no tool needed / no tool can serve
 CHAT_FAMILIES = [
+    [("Thanks!", "You're welcome! Anything else?"), ("Thank you so much", "Happy to help!"),
+     ("Great, thanks", "Glad I could help.")],
+    [("Good night", "Good night! Sleep well."), ("Good evening", "Good evening! What can I do for you?"),
+     ("Nice to meet you", "Nice to meet you too! How can I help?")],
+    [("What is your name?", "I am a small assistant; I don't have a name."),
+     ("Can you help me?", "Of course. What do you need?"), ("I need some help", "Sure, tell me what you need.")],
+    [("Tell me something nice", "You are doing great today."), ("I'm bored", "Maybe try a short walk or a new book?"),
+     ("Say something funny", "I would tell you a UDP joke, but you might not get it.")],
+    [("ok", "Okay! Let me know if you need anything."), ("Cool", "Glad you think so! Anything else?"),
+     ("Never mind", "No problem. I'm here if you need me.")],
     [("Hi!", "Hello! How can I help you today?"), ("Hello there", "Hi! What can I do for you?"),
      ("Good morning", "Good morning! How can I help?")],
     [("Who are you?", "I am a small assistant that can use tools to help you."),
@@ -626,11 +638,25 @@ CHAT_FAMILIES = [
     [("Hey, what's up?", "Not much! What can I do for you?"), ("Are you a robot?", "I am a small AI assistant.")],
 ]  # fmt: skip
 CHAT_ANSWER = {q: a for fam in CHAT_FAMILIES for q, a in fam}
-FACTS = [("capital of France", "Paris"), ("capital of Japan", "Tokyo"), ("capital of Italy", "Rome"),
+FACTS = [("capital of Germany", "Berlin"), ("capital of Canada", "Ottawa"), ("capital of Egypt", "Cairo"),
+         ("smallest planet", "Mercury"), ("opposite of up", "down"), ("color of grass", "green"),
+         ("last month of the year", "December"), ("day before Friday", "Thursday"), ("number of days in a week", "7"),
+         ("boiling point of water in celsius", "100"), ("capital of France", "Paris"), ("capital of Japan", "Tokyo"), ("capital of Italy", "Rome"),
          ("capital of Spain", "Madrid"), ("largest planet", "Jupiter"), ("opposite of hot", "cold"),
          ("color of a clear sky", "blue"), ("first month of the year", "January"),
          ("day after Monday", "Tuesday"), ("freezing point of water in celsius", "0")]  # fmt: skip
 UNSUPPORTED = [
+    [("Take a photo.", "take photos"), ("Open the camera.", "use the camera"), ("Record a video of this.", "record video")],
+    [("Show me a map of {city}.", "show maps"), ("How do I drive to {city}?", "give directions"),
+     ("How far is {city} from here?", "look up distances")],
+    [("Remind me at {hour} pm to call {name}.", "set reminders"), ("Add lunch with {name} to my calendar.",
+     "edit your calendar"), ("What's on my calendar today?", "read your calendar")],
+    [("Buy {company} shares for me.", "trade stocks"), ("Pay {name} 20 dollars.", "send payments"),
+     ("Check my bank balance.", "check bank accounts")],
+    [("Post this on social media.", "post online"), ("Open YouTube.", "open apps"),
+     ("Download the {company} app.", "install apps")],
+    [("What time is it in {city}?", "tell the time"), ("Is the {company} store open now?", "look up opening hours"),
+     ("When does the {company} store close?", "look up opening hours")],
     [("What's the weather in {city}?", "check the weather"), ("Will it rain in {city} tomorrow?", "check the weather")],
     [("Send an email to {name} saying hi.", "send emails"), ("Text {name} that I am late.", "send messages")],
     [("Set an alarm for {hour} am.", "set alarms"), ("Wake me up at {hour} tomorrow.", "set alarms")],
@@ -863,18 +889,22 @@ TEMPLATES: list[Template] = [
         ["What is {expr}?"], ["Compute {expr} for me."], ["I need the value of {expr}."]], _s_calc_thanks, _v_calc_thanks, weight=0.6),
     # ---- no tool needed
     Template("chat", "direct", (), [[q for q, _ in fam] for fam in CHAT_FAMILIES], _s_direct, _v_chat,
-             weight=1.2, wrap=False),
+             weight=1.5, wrap=False),
     Template("repeat", "direct", (), [
+        ["Write back exactly: {t}", "Reply with this: {t}"], ["Say it back: '{t}'", "Please say: {t}"],
+        ["Just echo '{t}' to me.", "Type this back: {t}"],
         ["Say '{t}'.", "Just repeat: {t}", "Repeat this: {t}"], ["Copy this back to me: {t}", "Echo this: {t}"],
         ["Repeat after me: {t}", "Say this back to me: {t}"], ["Echo '{t}'.", "Please repeat '{t}'."],
-        ["Can you say '{t}' back?"]], _s_direct, _v_repeat, weight=0.6),
+        ["Can you say '{t}' back?"]], _s_direct, _v_repeat, weight=0.8),
     Template("fact", "direct", (), [
+        ["What would you say is the {q}?", "The {q}?"], ["I forgot the {q}. What is it?", "Remind me, what's the {q}?"],
+        ["Any idea what the {q} is?", "Tell me, what is the {q}?"],
         ["What's the {q}?", "Name the {q}.", "Name the {q}, please."], ["Which is the {q}?", "Can you tell me the {q}?"],
         ["What is the {q}?", "Tell me the {q}."], ["Do you know the {q}?"], ["Quick one: the {q}?"]],
-        _s_direct, _v_fact, weight=0.8),
+        _s_direct, _v_fact, weight=1.0),
     # ---- no tool can serve
     Template("unsupported", "unsupported", (), [[q for q, _ in fam] for fam in UNSUPPORTED], _s_direct,
-             _v_unsupported, heldout=2, weight=1.5),
+             _v_unsupported, heldout=2, weight=2.0),
 ]
 # Wrappers around a first request, in families ((prefix, suffix) pairs); the last HELDOUT_WRAPPERS are eval-only.
 WRAPPERS: list[list[tuple[str, str]]] = [
