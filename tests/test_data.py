@@ -173,6 +173,21 @@ def test_splits_are_disjoint(train_eps: list[D.Episode], eval_eps: list[D.Episod
     used = {p for e in D.generate_episodes(1400, seed=2, split="eval") for p in e.phrasing}
     assert used >= D.HELDOUT
     assert {e.template.split("/")[0] for e in eval_eps} == {t.name for t in D.TEMPLATES}
+
+
+def test_training_requests_get_surface_noise_and_eval_requests_do_not(eval_eps: list[D.Episode]) -> None:
+    """Fillers, openers, closers, case and punctuation vary the training requests; slots stay intact."""
+    rng = random.Random(0)
+    outs = {episodes._noisy("Convert {v} {fu} to {tu}.", rng) for _ in range(300)}
+    assert len(outs) > 20 and all("{v} {fu} to {tu}" in o for o in outs)
+    assert any(f in o.split(" ") for o in outs for f in episodes.FILLERS)
+    extras = [*episodes.OPENERS, *episodes.CLOSERS]
+    train = [
+        m["content"] for e in D.generate_episodes(600, seed=3) for m in e.messages if m["role"] == "user"
+    ]
+    evals = [m["content"] for e in eval_eps for m in e.messages if m["role"] == "user"]
+    assert 0.05 < sum(any(x in q for x in extras) for q in train) / len(train) < 0.5
+    assert not any(x in q for q in evals for x in extras)
     with pytest.raises(EdgeportError):
         D.generate_episodes(1, split="dev")
     with pytest.raises(EdgeportError):

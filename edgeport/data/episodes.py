@@ -83,13 +83,28 @@ FILE_TEXTS = [
     "pick up the kids at 4", "car service on thursday", "mom's birthday is april 2", "buy a gift for lea",
     "the door code is 7788", "check the oven timer", "bring the blue folder", "meet tom at the station",
 ]  # fmt: skip
-# Many names, so that a path, key or value in a request is copied into the call, not recalled from a short list.
-FILE_NAMES = [
+# Many names, so that a path, key or value in a request is copied into the call, not recalled from a short list:
+# with 40 names the round-9 model wrote a frequent name ("agenda.txt") for a requested path in 13 of its 29
+# wrong-argument failures. 100 words plus 150 compounds ("trip_photos", "budget2027"), fixed by a seeded draw.
+FILE_WORDS = [
     "todo", "notes", "plan", "ideas", "reminder", "draft", "list", "memo", "agenda", "log", "budget",
     "recipes", "shopping", "contacts", "journal", "goals", "travel", "tasks", "books", "report", "letter",
     "invoice", "minutes", "checklist", "diary", "packing", "meals", "music", "garden", "movies", "bills",
     "chores", "schedule", "birthdays", "passwords", "quotes", "workout", "errands", "gifts", "lessons",
+    "photos", "trip", "party", "wedding", "taxes", "receipts", "poems", "songs", "games", "homework",
+    "essay", "thesis", "resume", "cover", "summary", "outline", "feedback", "survey", "results", "scores",
+    "inventory", "orders", "clients", "vendors", "payroll", "expenses", "savings", "loans", "rent", "insurance",
+    "car", "bike", "boat", "house", "kitchen", "pets", "dog", "cat", "plants", "seeds", "weather", "hikes",
+    "runs", "swim", "yoga", "diet", "sleep", "dreams", "friends", "family", "kids", "school", "class",
+    "exam", "lab", "project", "team", "meeting", "calls", "visits",
 ]  # fmt: skip
+_names = random.Random(1234)
+FILE_NAMES = FILE_WORDS + sorted(
+    {
+        f"{a}_{b}" if _names.random() < 0.6 else f"{a}{_names.randint(2020, 2030)}"
+        for a, b in (_names.sample(FILE_WORDS, 2) for _ in range(150))
+    }
+)
 FOLDERS = ["docs", "work", "home", "notes", "tmp", "projects", "school", "data", "shared", "archive"]
 NOTE_KEYS = [
     "locker code",
@@ -107,7 +122,10 @@ NOTE_KEYS = [
 ]
 NOTE_VALUES = [
     "blue", "green", "7731", "B12", "tuesday", "level 3", "dr smith", "0420", "orchid", "friday", "red",
-    "9182", "C7", "saturday", "room 12", "dr lee", "5566", "maple", "march 3",
+    "9182", "C7", "saturday", "room 12", "dr lee", "5566", "maple", "march 3", "purple", "yellow", "orange",
+    "3390", "A4", "D19", "monday", "wednesday", "thursday", "sunday", "level 7", "room 204", "dr patel",
+    "dr garcia", "dr kim", "1207", "8844", "6015", "cedar", "willow", "lotus", "june 9", "october 21",
+    "KX 442", "bay 5", "spot 18", "row f", "gate 3", "sunflower", "tiger", "4471",
 ]  # fmt: skip
 UNIT_WORDS = {  # unit -> words a user writes (each is accepted by convert_units)
     "km": ["km", "kilometers"], "m": ["m", "meters"], "cm": ["cm", "centimeters"], "mi": ["miles"], "ft": ["feet"],
@@ -482,33 +500,43 @@ def _v_pair_cat(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
 # Each list: phrasings of one follow-up request; the last one is held out (used only by held-out eval episodes).
 FOLLOWUPS: dict[str, list[str]] = {
     "then+": ["Increase that by {k}.", "Then add {k} to the result.", "Plus {k}.", "Now add {k}.",
-        "Now add {k} to that.", "Add {k} to it.", "And plus {k}?", "What if I add {k} to that?"],
+        "Now add {k} to that.", "Add {k} to it.", "And plus {k}?", "Add {k} more.", "Now {k} more on top.", "Put {k} on top of that.", "Bump it up by {k}.",
+        "What if I add {k} to that?"],
     "then-": ["Minus {k} now.", "Subtract {k} from the result.", "Now take away {k}.",
         "Decrease that by {k}.", "Now subtract {k} from that.", "Take {k} away from it.", "And minus {k}?",
+        "Take off {k}.", "Remove {k} from that.", "Now {k} less.", "Reduce it by {k}.",
         "What is that less {k}?"],
     "then*": ["Times {k}, please.", "Multiply the result by {k}.", "Now multiply it by {k}.",
         "Scale that by {k}.", "Multiply that by {k}.", "Now times {k}.", "And that times {k}?",
+        "Multiply by {k} now.", "Do that times {k}.", "Now {k} times that.", "Make it {k} times bigger.",
         "What is that multiplied by {k}?"],
     "then_unit": ["Now in {tu2}.", "Convert that to {tu2}.", "Same in {tu2}, please.",
         "Can you give that in {tu2}?", "And in {tu2}?", "What is that in {tu2}?", "Now give it in {tu2}.",
+        "Now convert it to {tu2}.", "In {tu2} instead.", "Show it in {tu2}.", "Also in {tu2}, please.",
         "How about {tu2} instead?"],
     "then_weekday": ["What weekday is that date?", "Which day of the week is it?", "And what day is that?",
         "Tell me its weekday.", "What day of the week is that?", "Which weekday is that?", "And the weekday?",
+        "What day is that?", "Which weekday does that fall on?", "And which day of the week?", "Day name for that date?",
         "Is that a weekend or which day?"],
     "then_save": ["Save it as {key}.", "Note that as my {key}.", "Put that under {key}.",
         "Save that under {key}.", "Save that as my {key}.", "Store it under {key}.",
-        "Remember that as {key}.", "Keep that result as {key}, please."],
+        "Remember that as {key}.", "Save the result as {key}.", "Write that down as {key}.", "Keep it as my {key}.", "Please note it as {key}.",
+        "Keep that result as {key}, please."],
     "then_first": ["Read the first one.", "Open the first one, please.", "Read me the first file.",
         "Cat the first file.", "What does the first one say?", "Open the first file.",
-        "Read the first of them.", "Show me what is in the first one."],
+        "Read the first of them.", "Open the first one on the list.", "Show the first one.", "Read that first file.", "Let me see the first one.",
+        "Show me what is in the first one."],
     "then_back": ["Read my {key} back.", "What is saved as {key}?", "Get that note back.",
         "Show me the note.", "What did I just save?", "Read it back to me.", "What is my {key} now?",
+        "Read back my {key}.", "What did you save?", "Show me what you saved.", "Get my {key} note.",
         "Check what you saved."],
     "then_days": ["Add {k} more days.", "And {k} days on from there?", "What date is {k} days after that?",
         "Now move it {k} days ahead.", "And {k} days after that?", "Add {k} days to that date.",
-        "What about {k} days later?", "Then go {k} days further."],
+        "What about {k} days later?", "Now {k} more days.", "Move {k} days on from that date.", "And {k} days later?", "Go forward {k} more days.",
+        "Then go {k} days further."],
     "thanks": ["Thanks a lot!", "Thank you so much.", "Great!", "Ok, thanks.", "Thanks!", "Thank you.",
-        "Great, thanks.", "Perfect, cheers!"],
+        "Great, thanks.", "Thanks, that helps.", "Awesome, thank you!", "Nice, thanks.", "Cool, thank you.",
+        "Perfect, cheers!"],
 }  # fmt: skip
 WELCOME = ["You're welcome!", "You're welcome, happy to help.", "You're welcome. Anything else?"]
 
@@ -921,6 +949,12 @@ WRAPPERS: list[list[tuple[str, str]]] = [
     [("", " Thanks!"), ("", " Thank you.")],
     [("Please help me. ", ""), ("", " Please.")],
     [("I have a question. ", ""), ("Can you help? ", "")],
+    [("Okay, next one. ", ""), ("Another thing. ", ""), ("Next: ", "")],
+    [("", " Appreciate it."), ("", " Cheers."), ("", " Many thanks!")],
+    [("Can you do this for me? ", ""), ("Would you mind? ", ""), ("Could you? ", "")],
+    [("", " That would help a lot."), ("", " I need it soon."), ("", " Thanks, friend.")],
+    [("Good evening! ", ""), ("Hiya. ", ""), ("Morning! ", "")],
+    [("For my homework: ", ""), ("For work: ", ""), ("For a friend: ", "")],
     [("Could you help me out? ", ""), ("", " Much appreciated!")],
 ]
 # fmt: on
@@ -931,6 +965,39 @@ HELDOUT: frozenset[str] = frozenset(
     + [f"wrap/{f}" for f in range(len(WRAPPERS) - HELDOUT_WRAPPERS, len(WRAPPERS))]
     + [f"{k}/{len(v) - 1}" for k, v in FOLLOWUPS.items()]
 )  # every phrasing id that only eval episodes use
+NOISE = 0.5  # training: share of episodes whose requests get surface noise (`_noisy`)
+# Surface noise for training requests: the round-9 model scored 84% on training phrasings but 38% on held-out
+# ones, and an unseen "Much appreciated!" after a plain request made it answer "I can't ...". Words slipped into
+# a request, other openers and closers, lower case and no final punctuation teach that the request's content
+# words and slots decide the call, not its exact surface form. Train split only; eval requests stay clean.
+FILLERS = ["please", "just", "now", "quickly", "actually", "really", "kindly", "for me", "right away",
+           "real quick", "if you can", "maybe", "also", "exactly", "here"]  # fmt: skip
+OPENERS = ["I'm planning my week.", "This is for work.", "My friend asked me this.", "I'm in a hurry.",
+           "Here's what I need.", "Different question now.", "One more.", "Simple one.", "Another request.",
+           "Ok so.", "Hmm.", "Well,", "Listen,", "Right,", "Hello again!", "Sorry, quick one."]  # fmt: skip
+CLOSERS = ["Thanks so much!", "Ta.", "Please and thank you.", "If that's ok.", "Thank you kindly.",
+           "Much obliged.", "No hurry.", "Thanks again.", "You're the best.", "Great.", "Asap.", "Ok?"]  # fmt: skip
+
+
+def _noisy(phrase: str, rng: random.Random, fill: bool = True) -> str:
+    """A request template with surface noise; `{slot}` placeholders and their neighbours are left intact."""
+    words = phrase.split(" ")
+    gaps = [i for i in range(1, len(words)) if "{" not in words[i - 1] + words[i]]
+    if fill and gaps and rng.random() < 0.5:
+        i = rng.choice(gaps)
+        words.insert(i, rng.choice(FILLERS))
+    out = " ".join(words)
+    if rng.random() < 0.25:
+        out = rng.choice(OPENERS) + " " + out
+    if rng.random() < 0.25:
+        out = out + " " + rng.choice(CLOSERS)
+    if rng.random() < 0.3:
+        out = out[:1].lower() + out[1:]
+    if rng.random() < 0.2:
+        out = out.rstrip(".?!")
+    return out
+
+
 WITHHOLD = 0.08  # training: share of single-tool tasks whose tool is not offered (answered "can't")
 THINKING = 0.5  # share of episodes in the thinking rendering
 ALL_TOOLS = 0.4  # training: share of episodes that offer every tool (the others: needed + random distractors)
@@ -947,9 +1014,15 @@ class Transcript:
     """What a solver writes: tool calls really executed in `env`, intermediate answers and follow-up requests."""
 
     def __init__(
-        self, env: ToolEnv, allowed: Sequence[str], task: str, rng: random.Random, held: bool
+        self,
+        env: ToolEnv,
+        allowed: Sequence[str],
+        task: str,
+        rng: random.Random,
+        held: bool,
+        noisy: random.Random | None = None,
     ) -> None:
-        self.env, self.allowed, self.rng, self.held = env, set(allowed), rng, held
+        self.env, self.allowed, self.rng, self.held, self.noisy = env, set(allowed), rng, held, noisy
         self.messages: list[dict] = [{"role": "user", "content": task}]
         self.phrasing: list[str] = []
 
@@ -980,7 +1053,7 @@ class Transcript:
         options = FOLLOWUPS[name]
         i = len(options) - 1 if self.held else self.rng.randrange(len(options) - 1)
         self.phrasing.append(f"{name}/{i}")
-        return options[i]
+        return _noisy(options[i], self.noisy) if self.noisy else options[i]
 
 
 def _thought(messages: list[dict], i: int, kind: str) -> str:
@@ -1038,24 +1111,28 @@ def build_episode(
     held: bool = False,
     withhold: bool = False,
     all_tools: float = ALL_TOOLS,
+    noise: bool = False,
 ) -> Episode:
     """Sample slots, run the solver against a real ToolEnv, and record the messages it produced.
 
     tools: "all" offers every tool, "random" the needed ones plus distractors (all of them with probability
     `all_tools`); withhold: offer none of the needed tools, so the answer is that it cannot be done.
     wrapper: (family, index) into WRAPPERS.
-    held: use the held-out follow-up phrasings. thinking: give every assistant turn a short <think> block."""
+    held: use the held-out follow-up phrasings. thinking: give every assistant turn a short <think> block.
+    noise: surface noise on the user's requests (`_noisy`; fillers only in requests that call tools)."""
     rng = random.Random(ep_seed)
+    noisy = random.Random(ep_seed ^ 0x0015E) if noise else None
     slots = template.sample(rng)
     slots["phrase"] = template.paraphrases[family][para]
     env = ToolEnv(slots["state"])
-    task = slots["phrase"].format(**slots)
+    phrase = _noisy(slots["phrase"], noisy, bool(template.tools)) if noisy else slots["phrase"]
+    task = phrase.format(**slots)
     phrasing = [f"{template.name}/{family}"]
     if wrapper is not None:
         prefix, suffix = WRAPPERS[wrapper[0]][wrapper[1]]
         task = prefix + task + suffix
         phrasing.append(f"wrap/{wrapper[0]}")
-    tr = Transcript(env, template.tools, task, rng, held)
+    tr = Transcript(env, template.tools, task, rng, held, noisy)
     final, answer = template.solve(slots, tr, rng)
     tr.answer(final)
     if slots.get("expect") is not None:
@@ -1141,7 +1218,8 @@ def generate_episodes(
             wrapper = (wf, rng.randrange(len(WRAPPERS[wf])))
         thinking = rng.random() < THINKING
         drop = split == "train" and mode == "random" and t.kind == "single" and rng.random() < withhold
-        out.append(build_episode(t, family, para, s, mode, thinking, wrapper, held, drop, all_tools))
+        noise = split == "train" and rng.random() < NOISE
+        out.append(build_episode(t, family, para, s, mode, thinking, wrapper, held, drop, all_tools, noise))
     return out
 
 
