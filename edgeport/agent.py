@@ -21,7 +21,7 @@ from typing import Any
 
 from edgeport import chat
 from edgeport.data import NO_TOOL_KINDS, Episode, answer_matches, state_matches
-from edgeport.sampling import GREEDY, Sampler
+from edgeport.sampling import GREEDY, Sampler, suppress_until
 from edgeport.tools import ToolEnv, dumps
 
 GenerateFn = Callable[..., Iterable[int]]
@@ -100,6 +100,9 @@ class Reply:
             sampler = sampler or GREEDY
             constraint = ToolCallConstraint(tok, tools or [], tool_choice if tools else "none")
             sampler = replace(sampler, processors=(*sampler.processors, constraint))
+        if sampler is not None and sampler.min_new_tokens > 0:
+            early = suppress_until(self.stops, sampler.min_new_tokens)
+            sampler = replace(sampler, processors=(*sampler.processors, early))
         kw = {} if sampler is None or sampler == GREEDY else {"sampler": sampler}
         self._source = generate(prompt, max_new_tokens, self.stops, **kw)
 

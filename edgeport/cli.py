@@ -467,6 +467,9 @@ def chat(
     temperature: float = typer.Option(0.0, help="Sampling temperature (0: greedy)."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling: keep the most likely tokens up to this mass."),
     seed: Optional[int] = typer.Option(None, help="Sampling seed (same seed, same answers)."),
+    min_new_tokens: int = typer.Option(
+        0, help="A reply does not end before this many tokens (its end token is ruled out until then)."
+    ),
     constrain: bool = typer.Option(
         True, "--constrain/--no-constrain", help="Decode tool calls under the offered tools' JSON schemas."
     ),
@@ -479,7 +482,7 @@ def chat(
     from edgeport.sampling import make_sampler
 
     names = [n.strip() for n in tool_names.split(",") if n.strip()] if tool_names else None
-    sampler = make_sampler(temperature, top_p, seed)
+    sampler = make_sampler(temperature, top_p, seed, min_new_tokens)
     run_chat(model, runtime, tools, names, prompt, max_new_tokens, system, sampler=sampler,
              constrain=constrain, thinking=think)  # fmt: skip
 

@@ -62,6 +62,22 @@ def test_sampler_greedy_seeded_and_nucleus() -> None:
         make_sampler(1.0, 0.0)
     with pytest.raises(EdgeportError, match="temperature"):
         make_sampler(-1.0)
+    with pytest.raises(EdgeportError, match="min_new_tokens"):
+        make_sampler(min_new_tokens=-1)
+
+
+def test_min_new_tokens_keeps_a_reply_going(model) -> None:
+    """With min_new_tokens the stop ids are ruled out until then, even where the model would end at once."""
+    rt, tok = model
+    ids = prompt_ids(tok, [{"role": "user", "content": "hello"}], None)
+    end = np.arange(tok.vocab_size) == tok.eos_id
+    eager = (lambda gen, x: np.where(end[: len(x)], 1e4, x),)  # a model that ends every reply at once
+    short = Reply(runtime_stream(rt), tok, ids, 100, sampler=Sampler(processors=eager))
+    short.read()
+    assert short.ended and short.tokens == 1
+    long = Reply(runtime_stream(rt), tok, ids, 100, sampler=Sampler(processors=eager, min_new_tokens=40))
+    long.read()
+    assert long.ended and long.tokens == 41  # 40 tokens, then the end token it was held back from
 
 
 def test_stream_is_generate_and_stops(model) -> None:
