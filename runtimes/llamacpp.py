@@ -26,7 +26,7 @@ CELL_META_BYTES = (
 )
 
 
-def _has_amx(lc: object) -> bool:
+def has_amx(lc: object) -> bool:
     """Whether llama.cpp's CPU backend reports AMX (its system info line says `AMX_INT8 = 1`)."""
     info = lc.llama_print_system_info()  # type: ignore[attr-defined]
     return b"AMX_INT8 = 1" in (info if isinstance(info, bytes) else str(info).encode())
@@ -65,7 +65,7 @@ class LlamaCpp(Runtime):
         # CPU weight repacking (e.g. Q4_0 -> interleaved kernels). Not on a CPU with AMX: there llama.cpp (0.3.36's)
         # puts the weights in its AMX buffer, and an MLA graph then has an op no backend takes from that buffer
         # (GGML_ASSERT(*cur_backend_id != -1) in ggml-backend.cpp aborts the process, seen on a Xeon with AMX_INT8).
-        mp.use_extra_bufts = repack and not _has_amx(lc)
+        mp.use_extra_bufts = repack and not has_amx(lc)
         with captured_log() as log:
             self.model = lc.llama_model_load_from_file(str(self.artifact).encode(), mp)
             if not self.model:

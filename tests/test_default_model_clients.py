@@ -49,12 +49,12 @@ def test_llama_cpp_chat_completion_with_template_defaults(
     import llama_cpp.llama_cpp as lc
 
     from edgeport.export.gguf import export_gguf
-    from runtimes.llamacpp import _has_amx
+    from runtimes.llamacpp import has_amx
 
-    if _has_amx(
-        lc
-    ):  # llama.cpp 0.3.36 aborts an MLA graph on its AMX weight buffers (see runtimes.llamacpp):
-        default = lc.llama_model_default_params  # what a user there does too: no extra buffer types
+    # llama.cpp 0.3.36 aborts an MLA graph on its AMX weight buffers (see runtimes.llamacpp); a user on such a CPU
+    # must turn llama.cpp's extra buffer types off, and Llama() has no argument for it
+    if has_amx(lc):
+        default = lc.llama_model_default_params
 
         def params():  # noqa: ANN202
             p = default()

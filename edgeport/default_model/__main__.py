@@ -30,16 +30,18 @@ from edgeport.trainer import TrainConfig, evaluate_model, read_log, train
 HERE = Path(__file__).resolve().parent
 
 # The recipe (issue 10), sized for about 2 hours on 2 CPU threads (round 9: 4,400 steps at 4,939 tokens/s median
-# on a shared 2-core machine; round 10: 7,000 steps on a faster one, see TRAINING.md for its time). An episode with all 11 tools offered renders to ~750-990 tokens, so seq_len 1024 keeps a conversation
+# on a shared 2-core machine; round 10: 7,000 steps in 7,244 s on a faster one). An episode with all 11 tools
+# offered renders to ~750-990 tokens, so seq_len 1024 keeps a conversation
 # with its whole prompt in one row, and 2048 positions leave the eval room for a long prompt plus its reply. Each
 # conversation is one row of targets (dataset.episode_examples), not one row per turn; episodes offering every tool
 # are chained under one tool block (sessions: 12% of the tokens are targets instead of 9%), and 70% of the earlier
 # non-thinking turns are shown after the empty think block the agent's prompt supplies (prompted_turns). Eval offers
 # every tool, so 85% of the training episodes do too (all_tools; the generator's default is 40%, the rest offer the
 # needed tools plus random distractors), and none withholds its tool (withhold; the generator's 8% of single-tool
-# refusals taught "I can't" for an offered tool). 60,000 episodes made 35,981 SFT rows (round 10), so the 4,900 SFT steps
-# (39,200 rows) see each about 1.1 times (half the training requests carry surface noise, edgeport.data._noisy). 5% of the SFT stage's tokens are text (sft_text): without it the held-out
-# text loss rose past uniform (10.08 > ln 2048) during SFT and the int4 artifacts failed validate's text-logit gate.
+# refusals taught "I can't" for an offered tool). 60,000 episodes made 35,981 SFT rows (round 10), so the 4,900
+# SFT steps (39,200 rows) see each about 1.1 times (half the training requests carry surface noise,
+# edgeport.data._noisy). 5% of the SFT stage's tokens are text (sft_text): without it the held-out text loss rose
+# past uniform (10.08 > ln 2048) during SFT and the int4 artifacts failed validate's text-logit gate.
 # bf16 autocast + torch.compile make a step ~1.7x faster than fp32.
 RECIPE = dict(
     preset="tiny",
