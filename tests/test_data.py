@@ -170,9 +170,9 @@ def test_splits_are_disjoint(train_eps: list[D.Episode], eval_eps: list[D.Episod
     assert held_texts & fixed and not train_texts & fixed
     # eval really uses them: about half its episodes, and every held-out id shows up in a few thousand
     assert 0.3 < sum(e.heldout for e in eval_eps) / len(eval_eps) < 0.7
-    used = {p for e in D.generate_episodes(1400, seed=2, split="eval") for p in e.phrasing}
-    assert used >= D.HELDOUT
-    assert {e.template.split("/")[0] for e in eval_eps} == {t.name for t in D.TEMPLATES}
+    many = D.generate_episodes(1400, seed=2, split="eval")
+    assert {p for e in many for p in e.phrasing} >= D.HELDOUT
+    assert {e.template.split("/")[0] for e in many} == {t.name for t in D.TEMPLATES}
 
 
 def test_training_requests_get_surface_noise_and_eval_requests_do_not(eval_eps: list[D.Episode]) -> None:
@@ -567,3 +567,23 @@ def test_heldout_phrasings_are_not_in_training_families() -> None:
         for i, q in enumerate(opts):
             (held if f"{k}/{i}" in D.HELDOUT else train).add(norm(q))
     assert held and not held & train, sorted(held & train)
+
+
+def test_composed_training_requests_join_training_phrasings_only() -> None:
+    """Parallel requests built from two single-call phrasings get both calls; no held-out wording is drawn."""
+    eps = D.generate_episodes(2500, seed=3)
+    composed = [e for e in eps if e.phrasing[0].endswith("/composed")]
+    assert {e.template.split("/")[0] for e in composed} == set(episodes.COMPOSE)
+    held = [
+        q.split("{")[0]
+        for name in episodes.COMPOSE
+        for t in [D.TEMPLATE_BY_NAME[episodes.COMPOSE[name][0]]]
+        for fam in t.paraphrases[len(t.paraphrases) - t.heldout :]
+        for q in fam
+        if q.split("{")[0]
+    ]
+    assert held  # e.g. "I need the value of "
+    for e in composed:
+        assert not any(h in e.task for h in held), e.task
+        calls = [c for m in e.messages for c in m.get("tool_calls") or []]
+        assert len(calls) == 2 and D.answer_matches(chat.strip_reasoning(e.messages[-1]["content"]), e.answer)

@@ -190,6 +190,7 @@ class Template:
     heldout: int = 1  # how many families (the last ones) are held out for evaluation
     weight: float = 1.0
     wrap: bool = True  # the request may be wrapped ("Quick question: ...")
+    boost: float = 1.0  # training only: extra sampling weight for a slowly learned skill (eval: `weight`)
 
 
 def _pick(rng: random.Random, *options: str) -> str:
@@ -347,6 +348,14 @@ def _v_cat_lost(slots: dict, call: Callable, rng: random.Random) -> tuple[str, A
     r = call("cat", {"path": found[0]})
     assert r == slots["state"]["files"][found[0]]
     return _pick(rng, f"It is at {found[0]} and says: {r}", f"Found {found[0]}: {r}"), r
+
+
+def _v_find(slots: dict, call: Callable, rng: random.Random) -> tuple[str, Any]:
+    """Where a file is: list everything, pick the path that ends in the name (the lookup cat_lost recovers with)."""
+    found = [p for p in call("ls", {"path": "/"}) if p.endswith("/" + slots["name"])]
+    assert found == [slots["path"]]
+    where = found[0]
+    return _pick(rng, f"{slots['name']} is at {where}.", f"It is in {slots['folder']}: {where}."), where
 
 
 def _s_write(rng: random.Random) -> dict:
@@ -686,6 +695,9 @@ CHAT_FAMILIES = [
      ("You there?", "Yes, I'm here. What do you need?")],
     [("Good afternoon", "Good afternoon! How can I help?"), ("Hello?", "Hello! I'm listening."),
      ("Thanks, that's all", "You're welcome! Have a good day.")],
+    [("Do you have feelings?", "Not really: I am a small program. But thanks for asking!"),
+     ("Where do you live?", "I run right here on your device."), ("Are you smart?", "I do my best with my tools."),
+     ("How old are you?", "I am quite new: I was trained recently.")],
     [("Hey, what's up?", "Not much! What can I do for you?"), ("Are you a robot?", "I am a small AI assistant.")],
 ]  # fmt: skip
 CHAT_ANSWER = {q: a for fam in CHAT_FAMILIES for q, a in fam}
@@ -724,6 +736,14 @@ UNSUPPORTED = [
     [("Print this page.", "print"), ("Scan this document.", "scan documents"), ("Turn up the volume.", "control devices")],
     [("What's trending online today?", "browse the web"), ("Look up {company} reviews online.", "search the web"),
      ("Is {company} hiring right now?", "look up job listings")],
+    [("Show me photos from my trip to {city}.", "open your photos"), ("Share my location with {name}.",
+     "share your location"), ("Where am I right now?", "find your location")],
+    [("How much is 100 dollars in euros today?", "look up exchange rates"), ("When is the next bus to {city}?",
+     "check timetables"), ("When is the next full moon?", "look up moon phases")],
+    [("What's my heart rate?", "read health data"), ("How many steps did I walk today?", "read health data"),
+     ("Book a doctor's appointment for me.", "book appointments"), ("Order new shoes online.", "shop online")],
+    [("What did {name} post yesterday?", "read social media"), ("How did {company} shares do last week?",
+     "look up stock prices"), ("What movies are showing in {city} tonight?", "look up showtimes")],
     [("Search the web for {company} news.", "search the web"), ("Who won the game last night?", "look up the news")],
     [("Call {name} for me.", "make phone calls"), ("Turn off the lights in the kitchen.", "control devices")],
 ]  # fmt: skip
@@ -828,6 +848,11 @@ TEMPLATES: list[Template] = [
         ["Which documents are stored in {folder}?", "Look in {folder} and tell me the file names."],
         ["Which files are in {folder}?", "List the files in {folder}."], ["What is inside {folder}?"],
         ["Show the contents of the folder {folder}.", "What do I have under {folder}?"]], _s_file, _v_ls, weight=0.7),
+    Template("find_file", "single", ("ls",), [
+        ["Where is {name}?", "Which folder is {name} in?", "Where did I put {name}?"],
+        ["In which folder is {name}?", "What folder holds {name}?"], ["Where can I find {name}?", "Where's my {name}?"],
+        ["Locate {name}.", "Look for {name} and tell me where it is."], ["Which folder has my {name}?"],
+        ["Tell me where {name} is saved.", "Where is my file {name} stored?"]], _s_file, _v_find, weight=0.7),
     Template("note_get", "single", ("note_get",), [
         ["What's my {key}?", "Tell me my {key}.", "my {key}?"],
         ["Can you look up my {key}?", "Check my {key} note.", "What did I save as my {key}?"],
@@ -865,7 +890,7 @@ TEMPLATES: list[Template] = [
         ["{n} days from now, what day of the week is it?", "In {n} days, what weekday will it be?"],
         ["My exam is in {n} days. Which weekday is that?"],
         ["What day of the week will it be in {n} days?"], ["In {n} days, which weekday is it?"],
-        ["Which day of the week is {n} days from today?"]], _s_date, _v_weekday_in, weight=0.7),
+        ["Which day of the week is {n} days from today?"]], _s_date, _v_weekday_in, weight=0.7, boost=2.0),
     Template("write_cat", "chain", ("write", "cat"), [
         ["Write '{text}' into {path} and read it back to me.", "Store '{text}' in {path}, then open it."],
         ["Create {path} with '{text}' and show me what it says.", "Save the text '{text}' to {path} and read it."],
@@ -877,7 +902,7 @@ TEMPLATES: list[Template] = [
         ["Compute {expr} and note it down as my {key}.", "What is {expr}? Save the answer as {key}."],
         ["Figure out {expr} and store it as {key}.", "Calculate {expr}, then keep it as my {key} note."],
         ["Compute {expr} and save it as {key}."], ["Work out {expr}, then store the result under {key}."],
-        ["Save the value of {expr} as my {key}."]], _s_calc_note, _v_calc_note),
+        ["Save the value of {expr} as my {key}."]], _s_calc_note, _v_calc_note, boost=1.5),
     # ---- parallel (several calls in one turn)
     Template("calc_pair", "parallel", ("calculate",), [
         ["Calculate {e1}, and also {e2}.", "What's {e1}? And {e2}?", "Compute {e1} and {e2} for me."],
@@ -917,7 +942,7 @@ TEMPLATES: list[Template] = [
         ["Can you open {name}?", "What is in {name}?", "Read my {name}, please."],
         ["I saved a file called {name}. What does it say?", "Look up {name} and tell me what it says."],
         ["Open my file {name}.", "What does {name} say?"], ["Read {name} for me."],
-        ["Show me {name}, wherever it is.", "Find {name} and read it."]], _s_file, _v_cat_lost, weight=1.2),
+        ["Show me {name}, wherever it is.", "Find {name} and read it."]], _s_file, _v_cat_lost, weight=1.2, boost=2.0),
     Template("note_fuzzy", "error", ("note_get",), [
         ["What's my {key}?", "Tell me my {key}.", "Can you check my {key}?"],
         ["I need my {key} note.", "What did I save for {key}?", "Get my {key}, please."],
@@ -1009,6 +1034,44 @@ HELDOUT: frozenset[str] = frozenset(
     + [f"wrap/{f}" for f in range(len(WRAPPERS) - HELDOUT_WRAPPERS, len(WRAPPERS))]
     + [f"{k}/{len(v) - 1}" for k, v in FOLLOWUPS.items()]
 )  # every phrasing id that only eval episodes use
+# Training only: requests composed from training phrasings of a one-call template, two joined for a parallel
+# template, one plus a "save it" clause for calc_note. Round 11's build got one call for the held-out "I need X as
+# well as Y." (5 of 5) and dropped digits in "Save the value of X as my Y" (4 of 4): the pair and chain templates'
+# few fixed wordings taught their surface, not "two requests in one message". Composition multiplies the shapes
+# without touching a held-out family (only the first len - heldout families of each template are drawn).
+COMPOSE: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
+    "calc_pair": ("calc", {"expr": "e1"}, {"expr": "e2"}),
+    "convert_pair": ("convert", {"v": "v1", "fu": "fu1", "tu": "tu1"}, {"v": "v2", "fu": "fu2", "tu": "tu2"}),
+    "weekday_pair": ("weekday", {"d": "d"}, {"d": "d2"}),
+    "cat_pair": ("cat", {"path": "p1"}, {"path": "p2"}),
+    "calc_note": ("calc", {"expr": "expr"}, {}),
+}
+JOINS = [" Also, ", " And ", " Then ", " Next, ", " Plus, ", " One more: ", " After that, ", " Second: ", "\n",
+         " And also ", " Oh, and ", " Same for this: "]  # fmt: skip
+COMPOSE_P = 0.35  # share of the training episodes of a COMPOSE template that get a composed request
+
+
+def _slot_phrase(name: str, mapping: dict[str, str], rng: random.Random) -> str:
+    """A training phrasing of template `name` with its slots renamed (`{expr}` -> `{e1}`), ending in punctuation."""
+    t = TEMPLATE_BY_NAME[name]
+    out = rng.choice(t.paraphrases[rng.randrange(len(t.paraphrases) - t.heldout)])
+    for old, new in mapping.items():
+        out = out.replace("{" + old + "}", "{" + new + "}")
+    return out if out[-1] in ".?!" else out + rng.choice(".?")
+
+
+def composed_phrase(template: Template, rng: random.Random) -> str:
+    """A composed request template for `template` (a COMPOSE key), formatted later like any paraphrase."""
+    single, m1, m2 = COMPOSE[template.name]
+    first = _slot_phrase(single, m1, rng)
+    if not m2:  # a chain: the first request, then a training phrasing of "save it as {key}"
+        return first + " " + rng.choice(FOLLOWUPS["then_save"][:-1])
+    second, join = _slot_phrase(single, m2, rng), rng.choice(JOINS)
+    if join[-1] == " " and join.strip()[-1:] != ":":  # " And what is ..." reads on: lower-case its start
+        second = second[:1].lower() + second[1:]
+    return first + join + second
+
+
 NOISE = 0.5  # training: share of episodes whose requests get surface noise (`_noisy`)
 # Surface noise for training requests: the round-9 model scored 84% on training phrasings but 38% on held-out
 # ones, and an unseen "Much appreciated!" after a plain request made it answer "I can't ...". Words slipped into
@@ -1156,6 +1219,7 @@ def build_episode(
     withhold: bool = False,
     all_tools: float = ALL_TOOLS,
     noise: bool = False,
+    compose: bool = False,
 ) -> Episode:
     """Sample slots, run the solver against a real ToolEnv, and record the messages it produced.
 
@@ -1163,15 +1227,18 @@ def build_episode(
     `all_tools`); withhold: offer none of the needed tools, so the answer is that it cannot be done.
     wrapper: (family, index) into WRAPPERS.
     held: use the held-out follow-up phrasings. thinking: give every assistant turn a short <think> block.
-    noise: surface noise on the user's requests (`_noisy`; fillers only in requests that call tools)."""
+    noise: surface noise on the user's requests (`_noisy`; fillers only in requests that call tools).
+    compose: the request is `composed_phrase(template)` instead of paraphrase (family, para); training only."""
     rng = random.Random(ep_seed)
     noisy = random.Random(ep_seed ^ 0x0015E) if noise else None
     slots = template.sample(rng)
     slots["phrase"] = template.paraphrases[family][para]
+    if compose:
+        slots["phrase"] = composed_phrase(template, random.Random(ep_seed ^ 0xC0))
     env = ToolEnv(slots["state"])
     phrase = _noisy(slots["phrase"], noisy, bool(template.tools)) if noisy else slots["phrase"]
     task = phrase.format(**slots)
-    phrasing = [f"{template.name}/{family}"]
+    phrasing = [f"{template.name}/{'composed' if compose else family}"]
     if wrapper is not None:
         prefix, suffix = WRAPPERS[wrapper[0]][wrapper[1]]
         task = prefix + task + suffix
@@ -1250,7 +1317,7 @@ def generate_episodes(
         s = episode_seed(seed, split, i)
         rng = random.Random(s ^ 0x5EED)
         pool = [t for t in TEMPLATES if split == "train" or t.kind == KINDS[i % len(KINDS)]]
-        t = rng.choices(pool, [t.weight for t in pool])[0]
+        t = rng.choices(pool, [t.weight * (t.boost if split == "train" else 1.0) for t in pool])[0]
         held = split == "eval" and rng.random() < 0.5
         n_seen = len(t.paraphrases) - t.heldout
         family = rng.randrange(n_seen, len(t.paraphrases)) if held and t.heldout else rng.randrange(n_seen)
@@ -1263,7 +1330,10 @@ def generate_episodes(
         thinking = rng.random() < THINKING
         drop = split == "train" and mode == "random" and t.kind == "single" and rng.random() < withhold
         noise = split == "train" and rng.random() < NOISE
-        out.append(build_episode(t, family, para, s, mode, thinking, wrapper, held, drop, all_tools, noise))
+        compose = split == "train" and t.name in COMPOSE and not drop and rng.random() < COMPOSE_P
+        out.append(
+            build_episode(t, family, para, s, mode, thinking, wrapper, held, drop, all_tools, noise, compose)
+        )
     return out
 
 
