@@ -1036,9 +1036,10 @@ HELDOUT: frozenset[str] = frozenset(
 )  # every phrasing id that only eval episodes use
 # Training only: requests composed from training phrasings of a one-call template, two joined for a parallel
 # template, one plus a "save it" clause for calc_note. Round 11's build got one call for the held-out "I need X as
-# well as Y." (5 of 5) and dropped digits in "Save the value of X as my Y" (4 of 4): the pair and chain templates'
+# well as Y." (5 of 5) and dropped a digit in "Save the value of X as my Y" (3 of 4): the pair and chain templates'
 # few fixed wordings taught their surface, not "two requests in one message". Composition multiplies the shapes
-# without touching a held-out family (only the first len - heldout families of each template are drawn).
+# without touching a held-out family (only the first len - heldout families of each template are drawn). Side
+# effect seen in round 12's build: "I need X as well as Y." now saves X as a note ("as" read as "Save it as").
 COMPOSE: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
     "calc_pair": ("calc", {"expr": "e1"}, {"expr": "e2"}),
     "convert_pair": ("convert", {"v": "v1", "fu": "fu1", "tu": "tu1"}, {"v": "v2", "fu": "fu2", "tu": "tu2"}),
