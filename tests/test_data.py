@@ -570,7 +570,8 @@ def test_heldout_phrasings_are_not_in_training_families() -> None:
 
 
 def test_composed_training_requests_join_training_phrasings_only() -> None:
-    """Parallel requests built from two single-call phrasings get both calls; no held-out wording is drawn."""
+    """Composed requests (two single-call phrasings, or a calculation plus a save clause) get both calls, and no
+    held-out wording is drawn."""
     eps = D.generate_episodes(2500, seed=3)
     composed = [e for e in eps if e.phrasing[0].endswith("/composed")]
     assert {e.template.split("/")[0] for e in composed} == set(episodes.COMPOSE)

@@ -1331,7 +1331,7 @@ def generate_episodes(
         thinking = rng.random() < THINKING
         drop = split == "train" and mode == "random" and t.kind == "single" and rng.random() < withhold
         noise = split == "train" and rng.random() < NOISE
-        compose = split == "train" and t.name in COMPOSE and not drop and rng.random() < COMPOSE_P
+        compose = split == "train" and t.name in COMPOSE and rng.random() < COMPOSE_P
         out.append(
             build_episode(t, family, para, s, mode, thinking, wrapper, held, drop, all_tools, noise, compose)
         )
