@@ -850,8 +850,8 @@ TEMPLATES: list[Template] = [
         ["Show the contents of the folder {folder}.", "What do I have under {folder}?"]], _s_file, _v_ls, weight=0.7),
     Template("find_file", "single", ("ls",), [
         ["Where is {name}?", "Which folder is {name} in?", "Where did I put {name}?"],
-        ["In which folder is {name}?", "What folder holds {name}?"], ["Where's my {name}?", "Where is {name} kept?"],
-        ["Which folder is my {name} saved in?", "Tell me the folder of {name}."], ["Which folder has my {name}?"],
+        ["In which folder is {name}?", "What folder holds {name}?"], ["Where can I find {name}?", "Where's my {name}?"],
+        ["Locate {name}.", "Look for {name} and tell me where it is."], ["Which folder has my {name}?"],
         ["Tell me where {name} is saved.", "Where is my file {name} stored?"]], _s_file, _v_find, weight=0.7),
     Template("note_get", "single", ("note_get",), [
         ["What's my {key}?", "Tell me my {key}.", "my {key}?"],
@@ -942,8 +942,6 @@ TEMPLATES: list[Template] = [
         ["Can you open {name}?", "What is in {name}?", "Read my {name}, please."],
         ["I saved a file called {name}. What does it say?", "Look up {name} and tell me what it says."],
         ["Open my file {name}.", "What does {name} say?"], ["Read {name} for me."],
-        ["{name} is somewhere in my files. What does it say?", "I forgot which folder {name} is in. Read it to me."],
-        ["I'm not sure where I put {name}; open it.", "Read {name}, I don't remember its folder."],
         ["Show me {name}, wherever it is.", "Find {name} and read it."]], _s_file, _v_cat_lost, weight=1.2, boost=2.0),
     Template("note_fuzzy", "error", ("note_get",), [
         ["What's my {key}?", "Tell me my {key}.", "Can you check my {key}?"],

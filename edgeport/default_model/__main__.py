@@ -39,19 +39,14 @@ HERE = Path(__file__).resolve().parent
 # every tool, so 85% of the training episodes do too (all_tools; the generator's default is 40%, the rest offer the
 # needed tools plus random distractors), and none withholds its tool (withhold; the generator's 8% of single-tool
 # refusals taught "I can't" for an offered tool). 90,000 episodes make 54,398 SFT rows (round 11; 60,000 made
-# 35,981), so round 11's 4,900 SFT steps (39,200 rows) saw each about 0.7 times, not 1.1 (round 13's 3,920 see
-# ~0.6): the round-10 build's SFT loss was 0.022 on training rows and 0.117 held out (half the training requests
-# carry surface noise, edgeport.data._noisy). 5% of the SFT stage's tokens are text (sft_text): without it the
-# held-out text loss rose past uniform (10.08 > ln 2048) during SFT and the int4 artifacts failed validate's
-# text-logit gate.
+# 35,981), so the 4,900 SFT steps (39,200 rows) see each about 0.7 times, not 1.1: the round-10 build's SFT loss
+# was 0.022 on training rows and 0.117 held out (half the training requests carry surface noise,
+# edgeport.data._noisy). 5% of the SFT stage's tokens are text (sft_text): without it the held-out text loss rose
+# past uniform (10.08 > ln 2048) during SFT and the int4 artifacts failed validate's text-logit gate.
 # bf16 autocast + torch.compile make a step ~1.7x faster than fp32.
-# Round 13: 6 layers instead of the tiny preset's 4 (4,903,296 parameters, 18.7 MiB fp32) and 5,600 steps instead of
-# 7,000, the same ~2 hours: a 6-layer step is 0.77x as fast (7,074 against 9,208 tokens/s measured one after the
-# other). Why: the 4-layer build could not copy a file's folder out of an `ls /` listing (cat_lost 0/11), a lookup
-# that takes two attention hops (find the name, then the folder written before it): depth is the first thing to try.
 RECIPE = dict(
     preset="tiny",
-    steps=5600,
+    steps=7000,
     batch_size=8,
     seq_len=1024,
     grad_accum=1,
@@ -75,7 +70,7 @@ RECIPE = dict(
     threads=2,
     dtype="bfloat16",
     compile=True,
-    model=dict(vocab_size=2048, max_position_embeddings=2048, num_hidden_layers=6),
+    model=dict(vocab_size=2048, max_position_embeddings=2048),
 )
 
 
