@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from edgeport.checkpoint import TOKENIZER_FILES
+from edgeport.checkpoint import TOKENIZER_FILES, load_config
 from edgeport.io import atomic_file
 from edgeport.tokenizer import load_tokenizer
 from edgeport.trainer import TrainConfig, evaluate_model, read_log, train
@@ -158,14 +158,14 @@ def install(ckpt: Path, metrics: dict) -> None:
 def training_md(m: dict) -> str:
     a = m["agent"]
     size = (HERE / "model.safetensors").stat().st_size if (HERE / "model.safetensors").is_file() else 0
-    c = json.loads((HERE / "config.json").read_text()) if (HERE / "config.json").is_file() else {}
-    shape = f", {c['num_hidden_layers']} layers of width {c['hidden_size']}" if c else ""
+    c = load_config(HERE) if (HERE / "config.json").is_file() else None
+    shape = f", {c.num_hidden_layers} layers of width {c.hidden_size}" if c else ""
     return f"""# The embedded default model
 
 Rebuilt by `python -m edgeport.default_model` (recipe in `edgeport/default_model/__main__.py`).
-A `{m["recipe"]["preset"]}`-preset Youtu model (Dense MLA + SwiGLU{shape}) trained from scratch on edgeport's generated tool-use
-trajectories (edgeport.data) plus Python's own documentation text, with a pretrain -> agentic midtrain -> SFT
-curriculum ({m["recipe"]["stages"]}).
+A `{m["recipe"]["preset"]}`-preset Youtu model (Dense MLA + SwiGLU{shape}) trained from scratch on
+edgeport's generated tool-use trajectories (edgeport.data) plus Python's own documentation text, with a
+pretrain -> agentic midtrain -> SFT curriculum ({m["recipe"]["stages"]}).
 
 | | |
 |---|---|
