@@ -14,9 +14,7 @@ What an episode looks like, so that training data resembles use:
 - phrasings: each template's user requests come in paraphrase families, and so do the wrappers around them
   ("Quick question: ...") and the follow-up turns; whole families are held out (HELDOUT ids, eval only);
 - both renderings of the chat template: half the episodes carry a short `<think>` block before every assistant
-  turn (what a client that passes no `enable_thinking` flag gets), the others none (`enable_thinking=False`);
-- in training, some episodes start with a wrong read-only call (MISTAKE): context only, the turns after it are
-  the targets, so the model learns to go on after a call that did not help.
+  turn (what a client that passes no `enable_thinking` flag gets), the others none (`enable_thinking=False`).
 The eval split uses its own seed stream, cycles through the kinds (equal counts), and uses held-out phrasings in
 about half of its episodes.
 """
@@ -1117,14 +1115,15 @@ def _noisy(phrase: str, rng: random.Random, fill: bool = True) -> str:
     return out
 
 
-# Training: the share of episodes whose first assistant turn is a wrong call (`_mistake`), never a target.
+MISTAKE = (
+    0.12  # training: share of episodes whose first assistant turn is a wrong call (`_mistake`), not a target
+)
 # Round 12's build, read episode by episode: 12 of its 47 eval failures ran out of steps repeating a call that had
 # just failed ("Are you a robot?" -> note_get("vet") four times; "Can you say '...' back?" -> note_get), and 4 more
 # called a tool for a request that needed none. Every training episode showed a perfect agent, so the model never
 # saw a conversation go on after a wrong call. In these, one read-only call of an offered tool the task does not
 # need (its real result or error in the context) comes first, then the correct turns: the targets teach what to do
 # after a mistake (call the right tool, or answer), the mistake itself is never a target.
-MISTAKE = 0.12
 
 
 def _mistake(rng: random.Random, offered: Sequence[str], needed: Sequence[str]) -> tuple[str, dict] | None:
@@ -1193,7 +1192,7 @@ class Transcript:
         return out
 
     def mistake(self, name: str, args: dict) -> None:
-        """A wrong call the agent might make (`MISTAKE`), really executed: context for the turns after it, never
+        """A wrong call the agent might make (`MISTAKES`), really executed: context for the turns after it, never
         a training target (`_one_render` leaves assistant turns marked "mistake" out of the loss)."""
         fn = {"type": "function", "function": {"name": name, "arguments": args}}
         self.messages.append({"role": "assistant", "content": "", "tool_calls": [fn], "mistake": True})
