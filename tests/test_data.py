@@ -124,18 +124,8 @@ def test_episodes_are_real_executions(train_eps: list[D.Episode]) -> None:
     assert kinds == set(D.KINDS)
     for ep in train_eps:
         D.verify_episode(ep)  # replays every call in a fresh env
-        n_calls = sum(len(m.get("tool_calls") or []) for m in ep.messages if not m.get("mistake"))
+        n_calls = sum(len(m.get("tool_calls") or []) for m in ep.messages)
         assert (n_calls == 0) == (ep.kind in D.NO_TOOL_KINDS)
-        for i, m in enumerate(ep.messages):  # an injected wrong call: first, read-only, offered, not needed
-            if m.get("mistake"):
-                (call,) = m["tool_calls"]
-                name = call["function"]["name"]
-                assert (
-                    i == 1
-                    and name in ep.tool_names
-                    and name in {"note_get", "cat", "ls", "calculate", "weekday", "today"}
-                ), (ep.template, m)
-                assert name not in D.TEMPLATE_BY_NAME[ep.template.split("/")[0]].tools
         turns = [i for i, m in enumerate(ep.messages) if m["role"] == "user"] + [len(ep.messages)]
         # each user turn: solvable within the agent's max_steps=4, and answered
         for a, b in zip(turns, turns[1:], strict=False):
@@ -148,11 +138,7 @@ def test_episodes_are_real_executions(train_eps: list[D.Episode]) -> None:
         if ep.kind == "chain":
             assert n_calls >= 2
         if ep.kind == "error":  # a failed call, then a recovery that succeeds or an answer that reports it
-            results = [
-                json.loads(m["content"])
-                for j, m in enumerate(ep.messages)
-                if m["role"] == "tool" and not ep.messages[j - 1].get("mistake")
-            ]
+            results = [json.loads(m["content"]) for m in ep.messages if m["role"] == "tool"]
             assert "error" in results[0]
             assert "result" in results[-1] or ep.answer == "no such file"
         if ep.kind == "unsupported":
@@ -240,9 +226,8 @@ def test_kinds_and_tool_offers(train_eps: list[D.Episode], eval_eps: list[D.Epis
         if ep.kind == "followup":
             assert sum(m["role"] == "user" for m in ep.messages) >= 2
         name = ep.template.split("/")[0]
-        real = _without_mistakes(ep.messages)
-        results = [json.loads(m["content"]).get("result") for m in real if m["role"] == "tool"]
-        calls = [tc["function"]["arguments"] for m in real for tc in m.get("tool_calls") or []]
+        results = [json.loads(m["content"]).get("result") for m in ep.messages if m["role"] == "tool"]
+        calls = [tc["function"]["arguments"] for m in ep.messages for tc in m.get("tool_calls") or []]
         if name == "calc_then":  # "Now add 5 to that." -> the first result is the left operand
             assert calls[1]["expression"].startswith(f"{results[0]} ")
         if name == "ls_then_cat":  # "What does the first one say?" -> the first listed path
@@ -307,16 +292,6 @@ def test_training_prompts_are_generation_prompts(train_eps: list[D.Episode]) -> 
         D.turn_examples([{"role": "assistant", "content": "x"}])
 
 
-def _clean(eps: list[D.Episode]) -> list[D.Episode]:
-    """The episodes without an injected wrong call (episodes.MISTAKE; test_injected_mistakes covers those)."""
-    return [e for e in eps if not any(m.get("mistake") for m in e.messages)]
-
-
-def _without_mistakes(messages: list[dict]) -> list[dict]:
-    """The messages less an injected wrong call and its result."""
-    return [m for j, m in enumerate(messages) if not m.get("mistake") and not messages[j - 1].get("mistake")]
-
-
 def _runs(ids: list[int], mask: list[bool]) -> list[tuple[int, int]]:
     """[start, end) of every maximal run of target tokens."""
     out, start = [], None
@@ -334,7 +309,7 @@ def test_loss_mask_covers_exactly_assistant_tokens(tok, train_eps: list[D.Episod
     trained after exactly its generation prompt; a turn in history form (no think block, where the agent's
     prompt had the empty one) is trained from its second token on."""
     exact = history = 0
-    for ep in _clean(train_eps)[:60]:
+    for ep in train_eps[:60]:
         ids, mask = D.encode_example(tok, ep, "sft")
         assert len(ids) == len(mask)
         assert ids == tok.encode(chat.render(ep.messages, ep.tools))
@@ -365,7 +340,7 @@ def test_every_turn_is_trained_in_its_exact_context(tok, train_eps: list[D.Episo
     for every turn the render shows only in history form, so each turn is trained at least once exactly as the
     agent prompts it (a non-thinking tool call after the empty think block included)."""
     extra = 0
-    for ep in _clean(train_eps)[:60]:
+    for ep in train_eps[:60]:
         exs = D.episode_examples(tok, ep)
         assert exs[0] == D.encode_example(tok, ep, "sft")
         assert D.episode_examples(tok, ep, exact_turns=False) == exs[:1]  # the shipped recipe's data
@@ -506,11 +481,7 @@ def test_prompted_turns_train_a_tool_call_after_the_empty_think_block(
     """prompted_turns: an earlier non-thinking turn carries the empty think block the agent's generation prompt
     supplies; in the render that block is context and the whole turn after it is a target, so the turn is
     trained exactly as the agent prompts it (turn_examples), at no extra tokens."""
-    eps = [
-        e
-        for e in _clean(train_eps)
-        if not e.thinking and sum(m["role"] == "assistant" for m in e.messages) > 1
-    ]
+    eps = [e for e in train_eps if not e.thinking and sum(m["role"] == "assistant" for m in e.messages) > 1]
     assert len(eps) > 10
     checked = 0
     for ep in eps[:20]:
@@ -566,15 +537,8 @@ def test_tool_offer_shares_are_training_knobs(train_eps: list[D.Episode]) -> Non
     for a, b in zip(all_offered, train_eps, strict=True):
         assert set(a.tool_names) == every and a.task == b.task
         withheld = b.kind == "unsupported" and D.TEMPLATE_BY_NAME[b.template.split("/")[0]].tools
-        if not withheld:  # an injected wrong call is drawn from the offered tools (and changes a thought)
-
-            def turns(e: D.Episode) -> list[tuple]:
-                return [
-                    (m["role"], chat.strip_reasoning(m.get("content") or ""), m.get("tool_calls"))
-                    for m in _without_mistakes(e.messages)
-                ]
-
-            assert turns(a) == turns(b) and a.answer == b.answer
+        if not withheld:
+            assert a.messages == b.messages and a.answer == b.answer
         else:  # offered its tool, the task is done instead of declined
             none_withheld += 1
             assert a.kind == "single" and any(m.get("tool_calls") for m in a.messages)
@@ -622,36 +586,5 @@ def test_composed_training_requests_join_training_phrasings_only() -> None:
     assert held  # e.g. "I need the value of "
     for e in composed:
         assert not any(h in e.task for h in held), e.task
-        calls = [c for m in _without_mistakes(e.messages) for c in m.get("tool_calls") or []]
+        calls = [c for m in e.messages for c in m.get("tool_calls") or []]
         assert len(calls) == 2 and D.answer_matches(chat.strip_reasoning(e.messages[-1]["content"]), e.answer)
-
-
-def test_injected_mistakes_are_context_not_targets(tok, train_eps: list[D.Episode]) -> None:
-    """A share of training episodes (episodes.MISTAKE) start with a wrong read-only call of an offered tool the task
-    does not need, really executed; the turns after it are targets (the right call, or a direct answer), the
-    wrong call never is; eval episodes have none."""
-    eps = [e for e in train_eps if any(m.get("mistake") for m in e.messages)]
-    assert 0.04 * len(train_eps) < len(eps) < 0.2 * len(train_eps)
-    assert {e.kind for e in eps} >= {"single", "direct"}
-    for ep in eps:
-        wrong = ep.messages[1]
-        (call,) = wrong["tool_calls"]
-        ids, mask = D.encode_example(tok, ep, "sft")
-        targets = tok.decode([i for i, k in zip(ids, mask, strict=True) if k])
-        wrong_call = f'{{"name": "{call["function"]["name"]}"'  # a tool the task never needs
-        assert wrong_call in tok.decode(ids) and wrong_call not in targets
-        assert len(_runs(ids, mask)) == sum(m["role"] == "assistant" for m in ep.messages) - 1
-        plain = {"messages": _without_mistakes(ep.messages), "tools": ep.tools}
-        after = targets.rsplit(chat.EOS)[0]  # the first target turn: what follows the mistake
-        if ep.kind in D.NO_TOOL_KINDS:
-            assert "<tool_call>" not in targets
-        if ep.thinking and ep.kind != "unsupported":
-            assert "did not help" in after or "does not help" in after, after
-        D.verify_episode(ep)
-        assert D.encode_example(tok, plain, "sft")[1].count(True) > 0
-    for ep in eps[:20]:  # exact_turns adds no example for the wrong call either
-        wrong_call = f'{{"name": "{ep.messages[1]["tool_calls"][0]["function"]["name"]}"'
-        for ids, m in D.episode_examples(tok, ep, exact_turns=True):
-            assert wrong_call not in tok.decode([i for i, k in zip(ids, m, strict=True) if k])
-    eval_eps = D.generate_episodes(200, seed=0, split="eval")
-    assert not any(m.get("mistake") for e in eval_eps for m in e.messages)

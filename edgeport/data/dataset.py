@@ -170,11 +170,8 @@ def episode_examples(tok: Any, item: Any, exact_turns: bool = True) -> list[Exam
     messages, tools = _messages_tools(item)
     rendered, example = _one_render(tok, messages, tools)
     out = [example]
-    turns = [m for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
-    for (prompt, target), turn in zip(
-        turn_examples(messages, tools) if exact_turns else [], turns, strict=False
-    ):
-        if not turn.get("mistake") and not rendered.startswith(prompt + target):
+    for prompt, target in turn_examples(messages, tools) if exact_turns else []:
+        if not rendered.startswith(prompt + target):
             p, t = tok.encode(prompt), tok.encode(target)
             out.append((p + t, [False] * len(p) + [True] * len(t)))
     return out
@@ -194,8 +191,7 @@ def _one_render(tok: Any, messages: list[dict], tools: list[dict] | None) -> tup
     One render instead of one example per turn: the tool block (~750 tokens with every tool offered) is then
     processed once per episode, not once per assistant turn (on edgeport eval's episodes: 865 tokens instead
     of 1,965 for the same targets). The render
-    holds each turn in the context the agent sees it, with one exception, handled here (a turn marked "mistake",
-    an injected wrong call, is context and never a target):
+    holds each turn in the context the agent sees it, with one exception, handled here:
     - the last turn of a non-thinking episode starts with the empty think block that the enable_thinking=False
       generation prompt supplies: not a target;
     - a turn that shows its reasoning (thinking episodes: the template keeps it once tools are used) follows
@@ -213,10 +209,7 @@ def _one_render(tok: Any, messages: list[dict], tools: list[dict] | None) -> tup
     starts = [a for a, _ in enc.offsets]
     mask = [False] * len(ids)
     j = 0
-    turns = [m for m in messages if m["role"] == "assistant"]  # spans come one per assistant turn, in order
-    for (s, e), turn in zip(spans, turns, strict=True):
-        if turn.get("mistake"):  # an injected wrong call (edgeport.data.episodes.MISTAKE): context only
-            continue
+    for s, e in spans:
         skip_first = False
         if text.startswith(chat.EMPTY_THINK, s):
             s += len(chat.EMPTY_THINK)

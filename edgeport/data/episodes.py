@@ -1078,22 +1078,13 @@ NOISE = 0.5  # training: share of episodes whose requests get surface noise (`_n
 # ones, and an unseen "Much appreciated!" after a plain request made it answer "I can't ...". Words slipped into
 # a request, other openers and closers, lower case and no final punctuation teach that the request's content
 # words and slots decide the call, not its exact surface form. Train split only; eval requests stay clean.
-# Round 14 doubled the openers and closers: round 12's build scored 58% on held-out families wrapped in the
-# held-out wrapper ("Could you help me out? ..." / "... Much appreciated!") against 71% unwrapped.
 FILLERS = ["please", "just", "now", "quickly", "actually", "really", "kindly", "for me", "right away",
            "real quick", "if you can", "maybe", "also", "exactly", "here"]  # fmt: skip
 OPENERS = ["I'm planning my week.", "This is for work.", "My friend asked me this.", "I'm in a hurry.",
            "Here's what I need.", "Different question now.", "One more.", "Simple one.", "Another request.",
-           "Ok so.", "Hmm.", "Well,", "Listen,", "Right,", "Hello again!", "Sorry, quick one.",
-           "Hey, quick favor.", "Can I ask something?", "Here's one for you.", "Got a sec?", "Random question.",
-           "Okay, here goes.", "Let me ask you this.", "Question for you.", "Um,", "So yeah,", "Good afternoon.",
-           "Hi friend.", "Greetings.", "Busy day here.", "Before I forget:", "I'm at my desk.", "Small task.",
-           "Hey assistant,", "New request.", "Morning, assistant."]  # fmt: skip
+           "Ok so.", "Hmm.", "Well,", "Listen,", "Right,", "Hello again!", "Sorry, quick one."]  # fmt: skip
 CLOSERS = ["Thanks so much!", "Ta.", "Please and thank you.", "If that's ok.", "Thank you kindly.",
-           "Much obliged.", "No hurry.", "Thanks again.", "You're the best.", "Great.", "Asap.", "Ok?",
-           "Thanks heaps.", "Cheers, mate.", "That's all.", "Thanks, that helps.", "Grateful!", "I owe you one.",
-           "Thx.", "Kind regards.", "Best.", "Thank you so much!", "Great, thanks.", "Talk soon.",
-           "Hope that's fine.", "Thanks buddy.", "Would be great.", "Take your time."]  # fmt: skip
+           "Much obliged.", "No hurry.", "Thanks again.", "You're the best.", "Great.", "Asap.", "Ok?"]  # fmt: skip
 
 
 def _noisy(phrase: str, rng: random.Random, fill: bool = True) -> str:
@@ -1113,38 +1104,6 @@ def _noisy(phrase: str, rng: random.Random, fill: bool = True) -> str:
     if rng.random() < 0.2:
         out = out.rstrip(".?!")
     return out
-
-
-MISTAKE = (
-    0.12  # training: share of episodes whose first assistant turn is a wrong call (`_mistake`), not a target
-)
-# Round 12's build, read episode by episode: 12 of its 47 eval failures ran out of steps repeating a call that had
-# just failed ("Are you a robot?" -> note_get("vet") four times; "Can you say '...' back?" -> note_get), and 4 more
-# called a tool for a request that needed none. Every training episode showed a perfect agent, so the model never
-# saw a conversation go on after a wrong call. In these, one read-only call of an offered tool the task does not
-# need (its real result or error in the context) comes first, then the correct turns: the targets teach what to do
-# after a mistake (call the right tool, or answer), the mistake itself is never a target.
-
-
-def _mistake(rng: random.Random, offered: Sequence[str], needed: Sequence[str]) -> tuple[str, dict] | None:
-    """A wrong read-only call among the offered tools the task does not need, or None if there is none."""
-    options = [
-        t
-        for t in ("note_get", "cat", "ls", "calculate", "weekday", "today")
-        if t in offered and t not in needed
-    ]
-    if not options:
-        return None
-    name = rng.choice(options)
-    args = {
-        "note_get": lambda: {"key": rng.choice(NOTE_KEYS)},
-        "cat": lambda: {"path": f"/{rng.choice(FOLDERS)}/{rng.choice(FILE_NAMES)}.txt"},
-        "ls": lambda: {"path": rng.choice(["/", f"/{rng.choice(FOLDERS)}"])},
-        "calculate": lambda: {"expression": f"{_num(rng)} {rng.choice('+-*/')} {_num(rng)}"},
-        "weekday": lambda: {"date": _date(rng)},
-        "today": lambda: {},
-    }[name]()
-    return name, args
 
 
 WITHHOLD = 0.08  # training: share of single-tool tasks whose tool is not offered (answered "can't")
@@ -1191,13 +1150,6 @@ class Transcript:
             out.append(parsed.get("result", parsed))
         return out
 
-    def mistake(self, name: str, args: dict) -> None:
-        """A wrong call the agent might make (`MISTAKES`), really executed: context for the turns after it, never
-        a training target (`_one_render` leaves assistant turns marked "mistake" out of the loss)."""
-        fn = {"type": "function", "function": {"name": name, "arguments": args}}
-        self.messages.append({"role": "assistant", "content": "", "tool_calls": [fn], "mistake": True})
-        self.messages.append({"role": "tool", "content": self.env.call(name, args)})
-
     def answer(self, text: str) -> None:
         self.messages.append({"role": "assistant", "content": text})
 
@@ -1219,15 +1171,6 @@ def _thought(messages: list[dict], i: int, kind: str) -> str:
     calls_before = [c["function"]["name"] for x in messages[:i] for c in x.get("tool_calls") or []]
     prev_name = calls_before[-1] if calls_before else None
     names = [c["function"]["name"] for c in m.get("tool_calls") or []]
-    if m.get("mistake"):
-        return f"{PURPOSE[names[0]]}, so I call {names[0]}."
-    after_mistake = next(
-        (x.get("mistake", False) for x in messages[i - 1 :: -1] if x["role"] == "assistant"), False
-    )
-    if after_mistake and kind != "unsupported":
-        if names:
-            return f"That call did not help, so I call {' and '.join(dict.fromkeys(names))} instead."
-        return "That tool does not help here, so I answer directly."
     if len(names) > 1:
         what = f"{names[0]} {len(names)} times" if len(set(names)) == 1 else " and ".join(names)
         return f"These are independent, so I call {what} at once."
@@ -1278,7 +1221,6 @@ def build_episode(
     all_tools: float = ALL_TOOLS,
     noise: bool = False,
     compose: bool = False,
-    mistake: bool = False,
 ) -> Episode:
     """Sample slots, run the solver against a real ToolEnv, and record the messages it produced.
 
@@ -1287,8 +1229,7 @@ def build_episode(
     wrapper: (family, index) into WRAPPERS.
     held: use the held-out follow-up phrasings. thinking: give every assistant turn a short <think> block.
     noise: surface noise on the user's requests (`_noisy`; fillers only in requests that call tools).
-    compose: the request is `composed_phrase(template)` instead of paraphrase (family, para); training only.
-    mistake: the first assistant turn is a wrong call (`_mistake`, if an offered tool allows one); training only."""
+    compose: the request is `composed_phrase(template)` instead of paraphrase (family, para); training only."""
     rng = random.Random(ep_seed)
     noisy = random.Random(ep_seed ^ 0x0015E) if noise else None
     slots = template.sample(rng)
@@ -1304,19 +1245,8 @@ def build_episode(
         task = prefix + task + suffix
         phrasing.append(f"wrap/{wrapper[0]}")
     tr = Transcript(env, template.tools, task, rng, held, noisy)
-    offered = _offer(random.Random(ep_seed ^ 0x70015), template.tools, tools, withhold, all_tools)
-    wrong = (
-        _mistake(random.Random(ep_seed ^ 0xBAD), offered, template.tools)
-        if mistake and not withhold
-        else None
-    )
-    if wrong is not None:
-        tr.mistake(*wrong)
     final, answer = template.solve(slots, tr, rng)
     tr.answer(final)
-    first_turn = next((i for i, m in enumerate(tr.messages[1:], 1) if m["role"] == "user"), len(tr.messages))
-    if wrong is not None and sum(m["role"] == "assistant" for m in tr.messages[:first_turn]) > 4:
-        del tr.messages[1:3]  # the agent's max_steps=4 would cut this turn short; the call was read-only
     if slots.get("expect") is not None:
         assert answer == slots["expect"], (template.name, answer, slots["expect"])
     messages, kind, expect_state = tr.messages, template.kind, slots.get("expect_state", {})
@@ -1330,6 +1260,7 @@ def build_episode(
             "can't",
             {},
         )
+    offered = _offer(random.Random(ep_seed ^ 0x70015), template.tools, tools, withhold, all_tools)
     if thinking:
         thoughts = {
             i: _thought(messages, i, kind) for i, m in enumerate(messages) if m["role"] == "assistant"
@@ -1401,11 +1332,8 @@ def generate_episodes(
         drop = split == "train" and mode == "random" and t.kind == "single" and rng.random() < withhold
         noise = split == "train" and rng.random() < NOISE
         compose = split == "train" and t.name in COMPOSE and rng.random() < COMPOSE_P
-        mistake = split == "train" and random.Random(s ^ 0xBAD1).random() < MISTAKE
         out.append(
-            build_episode(
-                t, family, para, s, mode, thinking, wrapper, held, drop, all_tools, noise, compose, mistake
-            )
+            build_episode(t, family, para, s, mode, thinking, wrapper, held, drop, all_tools, noise, compose)
         )
     return out
 
