@@ -46,6 +46,8 @@ HERE = Path(__file__).resolve().parent
 # bf16 autocast + torch.compile make a step ~1.7x faster than fp32.
 # Tried in round 13 and not kept: 6 layers for 5,600 steps (the same ~2 hours; a 6-layer step is 0.77x as fast)
 # scored 74.3% against this recipe's 77.6% on the same 210 episodes (follow-ups 67% against 90%); TRAINING.md.
+# Tried in round 14 and not kept: training episodes that start with a wrong call (context only) plus more surface
+# noise scored 57.6% (calls with arguments not in the request: 48 of the failures); TRAINING.md.
 RECIPE = dict(
     preset="tiny",
     steps=7000,
