@@ -70,6 +70,7 @@ class TrainConfig:
     withhold: float | None = None  # share of single-tool tasks withholding it (None: the generator's)
     builtin_text: bool = True
     tokenizer: str | None = None  # an existing tokenizer folder; else one is trained on the training text
+    split_words: bool = False  # the trained BPE never joins a word to the char before it (train_tokenizer)
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset (tests, tuning)
     init: str | None = None  # start from the weights of this checkpoint folder (fine-tuning)
     dtype: str = "auto"  # auto: bf16 autocast on CUDA when supported, fp32 on CPU; or float32 / bfloat16
@@ -204,7 +205,7 @@ def prepare_data(cfg: TrainConfig, folder: Path) -> dict[str, Packed]:
             save_tokenizer(load_tokenizer(cfg.tokenizer).hf, tmp)
         else:
             corpus = train_text + [D.episode_text(ep) for ep in episodes[:2000]]
-            save_tokenizer(train_tokenizer(corpus, vocab_size=vocab), tmp)
+            save_tokenizer(train_tokenizer(corpus, vocab_size=vocab, split_words=cfg.split_words), tmp)
         tok = load_tokenizer(tmp)
         packed = D.mixture(
             tok,
@@ -237,7 +238,8 @@ def data_key(cfg: TrainConfig) -> dict[str, Any]:
     } | ({"exact_turns": True} if cfg.exact_turns else {}) | (
         {"prompted_turns": cfg.prompted_turns} if cfg.prompted_turns else {}) | (
         {"sessions": True} if cfg.sessions else {}) | (
-        {"sft_text": cfg.sft_text} if cfg.sft_text else {}) | _offer_shares(cfg)  # fmt: skip
+        {"sft_text": cfg.sft_text} if cfg.sft_text else {}) | (
+        {"split_words": True} if cfg.split_words else {}) | _offer_shares(cfg)  # fmt: skip
 
 
 def _offer_shares(cfg: TrainConfig) -> dict[str, float]:

@@ -149,9 +149,31 @@ def test_save_keeps_other_files_and_load_errors(tmp_path: Path, tokenizer_dir: P
         load_tokenizer(folder)
 
 
-def test_llama_cpp_tokenizes_identically(tmp_path: Path) -> None:
+def test_split_words_gives_a_word_the_same_ids_after_any_prefix() -> None:
+    """split_words: a name keeps its ids after a space, a slash or an underscore (a request -> a path), and the
+    saved pre-tokenizer is still Youtu's, so the file means to llama.cpp what it means to transformers."""
+    corpus = [
+        f"Find {w}.txt and read it. /home/{w}.txt my_{w} the {w}" for w in ("packing", "yoga", "budget")
+    ] * 40
+    plain = train_tokenizer(corpus, vocab_size=320)
+    split = train_tokenizer(corpus, vocab_size=320, split_words=True)
+    assert json.loads(split.to_str())["pre_tokenizer"] == json.loads(plain.to_str())["pre_tokenizer"]
+    assert plain.encode(" packing").tokens != plain.encode("/packing").tokens[1:]  # without: prefix merged in
+    for w in ("packing", "yoga", "budget"):
+        ids = split.encode(w).ids
+        assert len(ids) == 1  # a whole word of the corpus
+        for prefix in (" ", "/", "_"):
+            enc = split.encode(prefix + w)
+            assert enc.ids[1:] == ids and len(enc.ids) == 2, (prefix, enc.tokens)
+    vocab = json.loads(split.to_str())["model"]["vocab"]
+    assert not [t for t in vocab if len(t) > 1 and t[0] in "Ġ/_" and t[1].isalpha()]
+
+
+@pytest.mark.parametrize("split_words", [False, True])
+def test_llama_cpp_tokenizes_identically(tmp_path: Path, split_words: bool) -> None:
     """The GGUF vocab (pre-tokenizer "youtu") must give the same ids as tokenizer.json on mixed text, including
-    camelCase words, which only stay whole because llama.cpp's category-collapsed regex ignores letter case."""
+    camelCase words, which only stay whole because llama.cpp's category-collapsed regex ignores letter case;
+    also for a vocab trained with split_words (no merge joins a word to the character before it)."""
     import random
 
     import llama_cpp
@@ -163,7 +185,7 @@ def test_llama_cpp_tokenizes_identically(tmp_path: Path) -> None:
         *MIXED,
         "parseJSON getHTTPResponse iPhone McDonald's XMLHttpRequest camelCaseWord DON'T we'll",
     ] * 30
-    hf_tok = train_tokenizer(corpus, vocab_size=1024)
+    hf_tok = train_tokenizer(corpus, vocab_size=1024, split_words=split_words)
     assert hf_tok.token_to_id("parseJSON") is not None  # a cross-case pre-token really made it into the vocab
     folder = tmp_path / "ckpt"
     tiny = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, q_lora_rank=16,
