@@ -30,29 +30,30 @@ from edgeport.trainer import TrainConfig, evaluate_model, read_log, train
 HERE = Path(__file__).resolve().parent
 
 # The recipe (issue 10), sized for about 2 hours on 2 CPU threads (round 9: 4,400 steps at 4,939 tokens/s median
-# on a shared 2-core machine; round 10: 7,000 steps in 7,244 s on a faster one). An episode with all 11 tools
-# offered renders to ~750-990 tokens, so seq_len 1024 keeps a conversation
-# with its whole prompt in one row, and 2048 positions leave the eval room for a long prompt plus its reply. Each
-# conversation is one row of targets (dataset.episode_examples), not one row per turn; episodes offering every tool
-# are chained under one tool block (sessions: 12% of the tokens are targets instead of 9%), and 70% of the earlier
-# non-thinking turns are shown after the empty think block the agent's prompt supplies (prompted_turns). Eval offers
-# every tool, so 85% of the training episodes do too (all_tools; the generator's default is 40%, the rest offer the
-# needed tools plus random distractors), and none withholds its tool (withhold; the generator's 8% of single-tool
-# refusals taught "I can't" for an offered tool). 90,000 episodes make 54,398 SFT rows (round 11; 60,000 made
-# 35,981), so the 4,900 SFT steps (39,200 rows) see each about 0.7 times, not 1.1: the round-10 build's SFT loss
-# was 0.022 on training rows and 0.117 held out (half the training requests carry surface noise,
-# edgeport.data._noisy). 5% of the SFT stage's tokens are text (sft_text): without it the held-out text loss rose
-# past uniform (10.08 > ln 2048) during SFT and the int4 artifacts failed validate's text-logit gate.
-# bf16 autocast + torch.compile make a step ~1.7x faster than fp32.
+# on a shared 2-core machine; round 10: 7,000 steps in 7,244 s on a faster one). Each conversation is one row of
+# targets (dataset.episode_examples), not one row per turn; episodes offering every tool are chained under one
+# tool block (sessions), and 70% of the earlier non-thinking turns are shown after the empty think block the
+# agent's prompt supplies (prompted_turns). Eval offers every tool, so 85% of the training episodes do too
+# (all_tools; the generator's default is 40%, the rest offer the needed tools plus random distractors), and none
+# withholds its tool (withhold; the generator's 8% of single-tool refusals taught "I can't" for an offered tool).
+# Round 15: the tokenizer is trained with split_words (no merge joins a word to the space, slash or underscore
+# before it: a name has the same ids in the request, in an `ls` result and in the call's path). That makes an
+# all-tools block ~835 tokens instead of ~750, so a 1,024-token row would hold ~100 targets instead of ~120;
+# rows of 2,048 tokens hold ~576 (sessions of ~8 tasks under one block), and 4 x 2,048 costs ~1.6x an 8 x 1,024
+# step, so 4,000 steps take the time 7,000 did with ~1.2x the task content (3,000 training episodes measured).
+# 90,000 episodes: the SFT stage sees each about 0.8 times (round 10's build, 1.1 times, had learnt its rows more
+# than the task). 5% of the SFT stage's tokens are text (sft_text): without it the held-out text loss rose past
+# uniform during SFT and the int4 artifacts failed validate's text-logit gate. bf16 autocast + torch.compile make
+# a step ~1.7x faster than fp32.
 # Tried in round 13 and not kept: 6 layers for 5,600 steps (the same ~2 hours; a 6-layer step is 0.77x as fast)
-# scored 74.3% against this recipe's 77.6% on the same 210 episodes (follow-ups 67% against 90%); TRAINING.md.
+# scored 74.3% against round 12's 77.6% on the same 210 episodes (follow-ups 67% against 90%); TRAINING.md.
 # Tried in round 14 and not kept: training episodes that start with a wrong call (context only) plus more surface
 # noise scored 57.6% (calls with arguments not in the request: 48 of the failures); TRAINING.md.
 RECIPE = dict(
     preset="tiny",
-    steps=7000,
-    batch_size=8,
-    seq_len=1024,
+    steps=4000,
+    batch_size=4,
+    seq_len=2048,
     grad_accum=1,
     lr=2e-3,
     min_lr=1e-4,
@@ -71,6 +72,7 @@ RECIPE = dict(
     prompted_turns=0.7,
     all_tools=0.85,
     withhold=0.0,
+    split_words=True,
     threads=2,
     dtype="bfloat16",
     compile=True,
