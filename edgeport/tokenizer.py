@@ -45,11 +45,14 @@ WORD_REGEX = (
 RESERVED = "<|reserved_special_token_{}|>"  # fills ids between a small trained vocab and the chat tokens
 
 
-def youtu_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+def youtu_pre_tokenizer(split_words: bool = False) -> pre_tokenizers.PreTokenizer:
+    """Youtu's pre-tokenizer; split_words (training only, see train_tokenizer) also isolates every letter run."""
+    words = [pre_tokenizers.Split(Regex(r"[\p{L}\p{M}]+"), behavior="isolated")] if split_words else []
     return pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(CJK_REGEX), behavior="isolated"),
             pre_tokenizers.Split(Regex(WORD_REGEX), behavior="isolated"),
+            *words,
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
@@ -60,18 +63,6 @@ def _without_specials(texts: Iterable[str]) -> Iterator[str]:
     pattern = re.compile("|".join(re.escape(s) for s in chat.SPECIAL_TOKENS))
     for text in texts:
         yield from (piece for piece in pattern.split(text) if piece)
-
-
-def _split_words_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
-    """Youtu's pre-tokenizer plus one more split: every letter run is its own piece (training only)."""
-    return pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(CJK_REGEX), behavior="isolated"),
-            pre_tokenizers.Split(Regex(WORD_REGEX), behavior="isolated"),
-            pre_tokenizers.Split(Regex(r"[\p{L}\p{M}]+"), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
 
 
 def train_tokenizer(
@@ -91,7 +82,7 @@ def train_tokenizer(
             f"vocab_size {vocab_size} too small: need at least {256 + n_special} (bytes + specials)"
         )
     tok = tokenizers.Tokenizer(models.BPE(ignore_merges=True))
-    tok.pre_tokenizer = _split_words_pre_tokenizer() if split_words else youtu_pre_tokenizer()
+    tok.pre_tokenizer = youtu_pre_tokenizer(split_words)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - n_special,
@@ -99,7 +90,7 @@ def train_tokenizer(
         show_progress=show_progress,
     )
     tok.train_from_iterator(_without_specials(texts), trainer=trainer)
-    tok.pre_tokenizer = youtu_pre_tokenizer()
+    tok.pre_tokenizer = youtu_pre_tokenizer()  # what is saved and what llama.cpp applies
     # The trainer builds a fresh BPE model; make sure ignore_merges survived it.
     state = json.loads(tok.to_str())
     if not state["model"].get("ignore_merges"):
