@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 # before it: a name has the same ids in the request, in an `ls` result and in the call's path). That makes an
 # all-tools block ~835 tokens instead of ~750, so a 1,024-token row would hold ~100 targets instead of ~120;
 # rows of 2,048 tokens hold ~576 (sessions of ~8 tasks under one block), and 4 x 2,048 costs ~1.6x an 8 x 1,024
-# step, so 4,000 steps take the time 7,000 did with ~1.2x the task content (3,000 training episodes measured).
+# step, so 4,000 steps take the time 7,000 did with ~1.14x the task content (3,000 training episodes measured).
 # 90,000 episodes: the SFT stage sees each about 0.8 times (round 10's build, 1.1 times, had learnt its rows more
 # than the task). 5% of the SFT stage's tokens are text (sft_text): without it the held-out text loss rose past
 # uniform during SFT and the int4 artifacts failed validate's text-logit gate. bf16 autocast + torch.compile make
