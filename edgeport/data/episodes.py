@@ -14,7 +14,8 @@ What an episode looks like, so that training data resembles use:
 - phrasings: each template's user requests come in paraphrase families, and so do the wrappers around them
   ("Quick question: ...") and the follow-up turns; whole families are held out (HELDOUT ids, eval only);
 - both renderings of the chat template: half the episodes carry a short `<think>` block before every assistant
-  turn (what a client that passes no `enable_thinking` flag gets), the others none (`enable_thinking=False`).
+  turn (what a client that passes no `enable_thinking` flag gets), the others none (`enable_thinking=False`);
+- drills (`Template.drill`, training only): a sub-skill the eval kinds need, given more targets (find_many).
 The eval split uses its own seed stream, cycles through the kinds (equal counts), and uses held-out phrasings in
 about half of its episodes.
 """
