@@ -14,8 +14,7 @@ What an episode looks like, so that training data resembles use:
 - phrasings: each template's user requests come in paraphrase families, and so do the wrappers around them
   ("Quick question: ...") and the follow-up turns; whole families are held out (HELDOUT ids, eval only);
 - both renderings of the chat template: half the episodes carry a short `<think>` block before every assistant
-  turn (what a client that passes no `enable_thinking` flag gets), the others none (`enable_thinking=False`);
-- drills (`Template.drill`, training only): a sub-skill the eval kinds need, given more targets (find_many).
+  turn (what a client that passes no `enable_thinking` flag gets), the others none (`enable_thinking=False`).
 The eval split uses its own seed stream, cycles through the kinds (equal counts), and uses held-out phrasings in
 about half of its episodes.
 """
@@ -192,7 +191,6 @@ class Template:
     weight: float = 1.0
     wrap: bool = True  # the request may be wrapped ("Quick question: ...")
     boost: float = 1.0  # training only: extra sampling weight for a slowly learned skill (eval: `weight`)
-    drill: bool = False  # training only: a sub-skill drill that eval never samples
 
 
 def _pick(rng: random.Random, *options: str) -> str:
@@ -358,22 +356,6 @@ def _v_find(slots: dict, call: Callable, rng: random.Random) -> tuple[str, Any]:
     assert found == [slots["path"]]
     where = found[0]
     return _pick(rng, f"{slots['name']} is at {where}.", f"It is in {slots['folder']}: {where}."), where
-
-
-def _s_find_many(rng: random.Random) -> dict:
-    state = _state(rng, n_files=rng.randint(3, 6))
-    paths = rng.sample(sorted(state["files"]), rng.randint(2, 3))
-    names = [p.rsplit("/", 1)[1] for p in paths]
-    return {"paths": paths, "names": ", ".join(names[:-1]) + " and " + names[-1], "state": state}
-
-
-def _v_find_many(slots: dict, call: Callable, rng: random.Random) -> tuple[str, Any]:
-    """The find_file / cat_lost lookup several times over one `ls /`: each name's path, in the order asked."""
-    listing = call("ls", {"path": "/"})
-    found = [next(p for p in listing if p.endswith("/" + q.rsplit("/", 1)[1])) for q in slots["paths"]]
-    assert found == slots["paths"]
-    each = ", ".join(f"{p.rsplit('/', 1)[1]} is at {p}" for p in found)
-    return _pick(rng, each[0].upper() + each[1:] + ".", "They are at " + ", ".join(found) + "."), found
 
 
 def _s_write(rng: random.Random) -> dict:
@@ -871,13 +853,6 @@ TEMPLATES: list[Template] = [
         ["In which folder is {name}?", "What folder holds {name}?"], ["Where can I find {name}?", "Where's my {name}?"],
         ["Locate {name}.", "Look for {name} and tell me where it is."], ["Which folder has my {name}?"],
         ["Tell me where {name} is saved.", "Where is my file {name} stored?"]], _s_file, _v_find, weight=0.7),
-    # A drill (training only): cat_lost and find_file fail on one step, writing another entry's folder after `ls /`
-    # (the folder precedes the name, so the model must carry it forward); this asks for 2-3 of 3-6 files at once.
-    Template("find_many", "single", ("ls",), [
-        ["Where are {names}?", "Which folders are {names} in?", "Where did I put {names}?"],
-        ["In which folders are {names}?", "Where can I find {names}?", "Find where {names} are."],
-        ["What are the full paths of {names}?", "Give me the paths of {names}."]],
-        _s_find_many, _v_find_many, heldout=0, weight=2.0, drill=True),
     Template("note_get", "single", ("note_get",), [
         ["What's my {key}?", "Tell me my {key}.", "my {key}?"],
         ["Can you look up my {key}?", "Check my {key} note.", "What did I save as my {key}?"],
@@ -1342,7 +1317,7 @@ def generate_episodes(
     for i in range(n):
         s = episode_seed(seed, split, i)
         rng = random.Random(s ^ 0x5EED)
-        pool = [t for t in TEMPLATES if split == "train" or (t.kind == KINDS[i % len(KINDS)] and not t.drill)]
+        pool = [t for t in TEMPLATES if split == "train" or t.kind == KINDS[i % len(KINDS)]]
         t = rng.choices(pool, [t.weight * (t.boost if split == "train" else 1.0) for t in pool])[0]
         held = split == "eval" and rng.random() < 0.5
         n_seen = len(t.paraphrases) - t.heldout
