@@ -164,7 +164,7 @@ def test_real_model_generate_plugs_in(tok, eps: list[D.Episode]) -> None:
 
     torch.manual_seed(0)
     cfg = YoutuConfig(**{**ODD_CONFIG, "vocab_size": tok.vocab_size, "bos_token_id": tok.bos_id,
-                         "eos_token_id": tok.eos_id, "max_position_embeddings": 2048, "dtype": "float32"})  # fmt: skip
+                         "eos_token_id": tok.eos_id, "max_position_embeddings": 4096, "dtype": "float32"})  # fmt: skip
     model = YoutuForCausalLM(cfg).eval()
     small = [e for e in eps if e.kind != "chain"][:2]
     with torch.no_grad():

@@ -95,6 +95,11 @@ def test_files_notes_and_errors_are_data() -> None:
     assert "error" in json.loads(env.call("cat", {"path": "/a.txt"}))
     assert "error" in json.loads(env.call("ls", {"path": "/nothing"}))
     assert "error" in json.loads(env.call("cat", {"path": "/docs/../etc/passwd"}))
+    # find takes a name (a leading slash or folder is dropped) and answers every path with exactly that file name
+    assert json.loads(env.call("find", {"name": "b.txt"}))["result"] == ["/work/b.txt"]
+    assert json.loads(env.call("find", {"name": "/a.txt"}))["result"] == ["/docs/a.txt"]
+    assert "no file named 'a'" in json.loads(env.call("find", {"name": "a"}))["error"]
+    assert "error" in json.loads(env.call("find", {"name": " "}))
     env.call("write", {"path": "/new/c.txt", "text": "gamma"})
     assert json.loads(env.call("cat", {"path": "/new/c.txt"}))["result"] == "gamma"
     assert "error" in json.loads(env.call("write", {"path": "/docs", "text": "x"}))  # a folder

@@ -341,18 +341,19 @@ def _v_ls(slots: dict, call: Callable, rng: random.Random) -> tuple[str, Any]:
 
 
 def _v_cat_lost(slots: dict, call: Callable, rng: random.Random) -> tuple[str, Any]:
-    """The user names a file without its folder: cat fails, ls finds it, cat again (error then recovery)."""
+    """The user names a file without its folder: cat fails, find locates it, cat again (error then recovery)."""
     err = call("cat", {"path": "/" + slots["name"]})
     assert isinstance(err, dict) and "error" in err
-    found = [p for p in call("ls", {"path": "/"}) if p.endswith("/" + slots["name"])]
+    found = call("find", {"name": slots["name"]})
+    assert found == [slots["path"]]
     r = call("cat", {"path": found[0]})
     assert r == slots["state"]["files"][found[0]]
     return _pick(rng, f"It is at {found[0]} and says: {r}", f"Found {found[0]}: {r}"), r
 
 
 def _v_find(slots: dict, call: Callable, rng: random.Random) -> tuple[str, Any]:
-    """Where a file is: list everything, pick the path that ends in the name (the lookup cat_lost recovers with)."""
-    found = [p for p in call("ls", {"path": "/"}) if p.endswith("/" + slots["name"])]
+    """Where a file is: find it by name (the call cat_lost recovers with)."""
+    found = call("find", {"name": slots["name"]})
     assert found == [slots["path"]]
     where = found[0]
     return _pick(rng, f"{slots['name']} is at {where}.", f"It is in {slots['folder']}: {where}."), where
@@ -848,7 +849,7 @@ TEMPLATES: list[Template] = [
         ["Which documents are stored in {folder}?", "Look in {folder} and tell me the file names."],
         ["Which files are in {folder}?", "List the files in {folder}."], ["What is inside {folder}?"],
         ["Show the contents of the folder {folder}.", "What do I have under {folder}?"]], _s_file, _v_ls, weight=0.7),
-    Template("find_file", "single", ("ls",), [
+    Template("find_file", "single", ("find",), [
         ["Where is {name}?", "Which folder is {name} in?", "Where did I put {name}?"],
         ["In which folder is {name}?", "What folder holds {name}?"], ["Where can I find {name}?", "Where's my {name}?"],
         ["Locate {name}.", "Look for {name} and tell me where it is."], ["Which folder has my {name}?"],
@@ -938,7 +939,7 @@ TEMPLATES: list[Template] = [
         ["Show me both {p1} and {p2}."]],
         _s_pair_file, _v_pair_cat),
     # ---- error and recovery
-    Template("cat_lost", "error", ("cat", "ls"), [
+    Template("cat_lost", "error", ("cat", "find"), [
         ["Can you open {name}?", "What is in {name}?", "Read my {name}, please."],
         ["I saved a file called {name}. What does it say?", "Look up {name} and tell me what it says."],
         ["Open my file {name}.", "What does {name} say?"], ["Read {name} for me."],
@@ -1115,7 +1116,8 @@ PURPOSE = {"calculate": "This needs arithmetic", "convert_units": "This is a uni
            "today": "I need today's date", "add_days": "I need to add days to a date",
            "days_between": "I need the days between two dates", "weekday": "I need a weekday",
            "note_save": "This should be saved as a note", "note_get": "I need a saved note",
-           "ls": "I need to list a folder", "cat": "I need to read a file", "write": "I need to write a file"}  # fmt: skip
+           "ls": "I need to list a folder", "find": "I need to find a file", "cat": "I need to read a file",
+           "write": "I need to write a file"}  # fmt: skip
 
 
 class Transcript:
