@@ -30,7 +30,7 @@ def _chat(tmp_path: Path, *args: str):
 
 
 def test_repl_in_a_terminal(tmp_path: Path) -> None:
-    # chat's defaults (all 11 tools offered), as a user starts it, and issue 10's request: the default model calls
+    # chat's defaults (all 12 tools offered), as a user starts it, and issue 10's request: the default model calls
     # `calculate` for it with and without thinking (the unspaced "17*23" it refuses or miscopies: a wrong argument)
     child = _chat(tmp_path)
     try:

@@ -191,7 +191,7 @@ pretrain -> agentic midtrain -> SFT curriculum ({m["recipe"]["stages"]}).
 
 {m.get("note", "")}
 
-Held-out episodes (`edgeport eval`) come from a disjoint seed stream, offer all 11 tools, cycle through the seven
+Held-out episodes (`edgeport eval`) come from a disjoint seed stream, offer all 12 tools, cycle through the seven
 kinds and use phrasing families never seen in training in about half of the cases (edgeport.data.HELDOUT).
 The checkpoint is float32; `edgeport quantize` makes the int8 / int4 variants.
 """
