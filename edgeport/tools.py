@@ -4,8 +4,8 @@
 `env.call(name, arguments)` runs one tool and returns a compact JSON string: `{"result": ...}` on success,
 `{"error": "..."}` for an unknown tool, bad arguments or a missing path. Tool errors are data, never exceptions.
 
-Schemas are in OpenAI function format and deliberately short: a tiny model has a 512-1024 token context,
-so an episode offers only the 1-3 tools it needs (`schemas(names)`).
+Schemas are in OpenAI function format and deliberately short: an episode, the chat and the server offer all 12
+(`schemas(TOOL_NAMES)`, ~900 tokens with the default model's tokenizer) or a subset (`schemas(names)`).
 """
 
 from __future__ import annotations
