@@ -4,7 +4,7 @@
 `env.call(name, arguments)` runs one tool and returns a compact JSON string: `{"result": ...}` on success,
 `{"error": "..."}` for an unknown tool, bad arguments or a missing path. Tool errors are data, never exceptions.
 
-Schemas are in OpenAI function format and deliberately short: an episode, the chat and the server offer all 12
+Schemas are in OpenAI function format and deliberately short: the eval and `edgeport chat` offer all 12
 (`schemas(TOOL_NAMES)`, ~900 tokens with the default model's tokenizer) or a subset (`schemas(names)`).
 """
 
