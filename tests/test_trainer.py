@@ -231,3 +231,15 @@ def test_training_md_is_rendered_from_metrics_and_says_which_eval_set() -> None:
     assert "on the current eval set" not in training_md(m)
     m["agent_on_current_eval_set"] = m["experiments"]["shipped_before"]["agent_on_current_eval_set"]
     assert "on the current eval set" in training_md(m)
+
+
+def test_polish_needs_a_finished_build(tmp_path: Path) -> None:
+    """`--polish BASE` continues a build and records BASE's metrics, so a folder without them is refused up front
+    (one line naming the folder), before any data is made."""
+    from edgeport.default_model.__main__ import main
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(SystemExit) as e:
+        main(["--polish", str(tmp_path), "--work", str(tmp_path / "run"), "--no-install"])
+    assert str(tmp_path) in str(e.value) and "not a finished build" in str(e.value)
+    assert not (tmp_path / "run").exists()
