@@ -1088,92 +1088,6 @@ CLOSERS = ["Thanks so much!", "Ta.", "Please and thank you.", "If that's ok.", "
            "Much obliged.", "No hurry.", "Thanks again.", "You're the best.", "Great.", "Asap.", "Ok?"]  # fmt: skip
 
 
-# Round 18 experiment: an unseen wrapper is where held-out wording fails most. The round-17 build passes 81% of the
-# held-out episodes without the held-out wrapper and 62% with it ("Could you help me out? Who won ..." answered "I
-# can calculate, ..."); doubling OPENERS / CLOSERS did not move it. So some noisy requests get chatter composed from
-# parts (one to three sentences, ~10^4 distinct openers and closers), so that no single preamble or sign-off can be
-# memorised. The parts avoid the held-out wrapper's words (could, out, much, appreciated).
-CHATTER = 0.2
-OPEN_PARTS = [
-    [
-        "Hi.",
-        "Hey.",
-        "Hello.",
-        "Hi!",
-        "Hey!",
-        "Hello there.",
-        "Good afternoon.",
-        "Greetings.",
-        "Howdy.",
-        "Evening!",
-        "Hi hi.",
-        "Yo.",
-        "Hey, me again.",
-        "Ahoy.",
-        "Hiya!",
-        "Hello hello.",
-        "Morning.",
-        "Good day.",
-    ],
-    [
-        "I'm working on a project.",
-        "I'm planning a trip.",
-        "I'm doing my taxes.",
-        "I'm cooking dinner.",
-        "I'm at my desk.",
-        "I'm on a break.",
-        "I'm sorting my files.",
-        "I'm studying.",
-        "It's been a long day.",
-        "Hope you're well.",
-        "This one matters.",
-        "My boss wants this.",
-        "For a school project.",
-        "Busy day here.",
-        "I'm helping my sister.",
-        "I'm at the office.",
-        "Long week.",
-        "I'm writing a report.",
-        "It's for my budget.",
-    ],
-    [
-        "Can I ask you something?",
-        "I need a favour.",
-        "Got a second?",
-        "Are you free?",
-        "Do something for me?",
-        "Are you able to assist?",
-        "I need some assistance.",
-        "Can you lend a hand?",
-        "I've got a task.",
-        "Mind if I ask?",
-        "Here's one for you.",
-        "Let me ask you this.",
-        "I have a request.",
-        "Any chance?",
-        "Are you there?",
-        "Need a quick answer.",
-        "Can I get your help?",
-        "Here's the thing.",
-    ],
-]
-CLOSE_PARTS = [
-    ["Thanks heaps.", "Grateful for it.", "I owe you one.", "That'd be great.", "It would mean a lot.",
-     "Thank you so very much.", "Big thanks.", "Really grateful.", "Cheers, mate.", "Ta very much.",
-     "Thank you!", "Thanks a million.", "You rock.", "Lovely, thanks.", "Bless you.", "Great, thank you."],
-    ["I need it for a report.", "My friend asked.", "It's urgent.", "It's for my notes.", "Take your time.",
-     "No pressure.", "I'll wait.", "Whenever you're ready.", "It's for tomorrow.", "Just checking.",
-     "It's important.", "For my records.", "Before lunch, ideally.", "Keep it short."],
-    [":)", "Ok.", "Right?", "Yes.", "Please!", "Pretty please.", "Go on.", "Let's see.", "Hmm.", "Thx."],
-]  # fmt: skip
-
-
-def _chatter(rng: random.Random, parts: list[list[str]]) -> str:
-    """One to three sentences, each from a different part list, in the lists' order."""
-    k = rng.choice((1, 1, 2, 2, 3))
-    return " ".join(rng.choice(p) for p in sorted(rng.sample(parts, k), key=parts.index))
-
-
 def _noisy(phrase: str, rng: random.Random, fill: bool = True) -> str:
     """A request template with surface noise; `{slot}` placeholders and their neighbours are left intact."""
     words = phrase.split(" ")
@@ -1182,13 +1096,9 @@ def _noisy(phrase: str, rng: random.Random, fill: bool = True) -> str:
         i = rng.choice(gaps)
         words.insert(i, rng.choice(FILLERS))
     out = " ".join(words)
-    if rng.random() < CHATTER:
-        out = _chatter(rng, OPEN_PARTS) + " " + out
-    elif rng.random() < 0.25:
+    if rng.random() < 0.25:
         out = rng.choice(OPENERS) + " " + out
-    if rng.random() < CHATTER:
-        out = out + " " + _chatter(rng, CLOSE_PARTS)
-    elif rng.random() < 0.25:
+    if rng.random() < 0.25:
         out = out + " " + rng.choice(CLOSERS)
     if rng.random() < 0.3:
         out = out[:1].lower() + out[1:]
