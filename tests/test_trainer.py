@@ -243,3 +243,19 @@ def test_polish_needs_a_finished_build(tmp_path: Path) -> None:
         main(["--polish", str(tmp_path), "--work", str(tmp_path / "run"), "--no-install"])
     assert str(tmp_path) in str(e.value) and "not a finished build" in str(e.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_polish_continues_a_build_and_records_it(tmp_path: Path) -> None:
+    """`--polish` starts from BASE's weights and tokenizer, runs SFT only, and its metrics carry BASE's (shown in
+    TRAINING.md as the first part of the training); --steps / --set still override POLISH."""
+    from edgeport.default_model.__main__ import HERE, main, training_md
+
+    work = tmp_path / "polish"
+    args = ["--polish", str(HERE), "--work", str(work), "--no-install", "--steps", "2", "--tasks", "7"]
+    main([*args, "--set", "n_episodes=60", "--set", "compile=false", "--set", "eval_every=0"])
+    m = json.loads((work / "metrics.json").read_text())
+    base = json.loads((HERE / "metrics.json").read_text())
+    assert m["recipe"]["init"] == str(HERE) and m["recipe"]["stages"] == "sft:1" and m["recipe"]["steps"] == 2
+    assert m["base"]["agent"] == base["agent"] and m["base"]["recipe"] == base["recipe"]
+    assert (work / "data" / "tokenizer.json").read_text() == (HERE / "tokenizer.json").read_text()
+    assert f"then 2 steps, {m['train_tokens']:,} tokens" in training_md(m)

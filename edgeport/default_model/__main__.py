@@ -123,6 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     recipe = dict(RECIPE)
+    base = None
+    if args.polish:  # before --steps / --set, which override POLISH as they do RECIPE
+        base_dir = Path(args.polish)
+        if not (base_dir / "config.json").is_file() or not (base_dir / "metrics.json").is_file():
+            raise SystemExit(f"error: {base_dir}: not a finished build (needs config.json and metrics.json)")
+        base = json.loads((base_dir / "metrics.json").read_text())
+        recipe.update(POLISH, init=str(base_dir), tokenizer=str(base_dir))
     if args.steps:
         recipe["steps"] = args.steps
     for kv in args.set:
@@ -130,13 +137,6 @@ def main(argv: list[str] | None = None) -> None:
         recipe[k] = json.loads(v)
     if args.no_midtrain:
         recipe["stages"] = without_midtrain(recipe["stages"])
-    base = None
-    if args.polish:
-        base_dir = Path(args.polish)
-        if not (base_dir / "config.json").is_file() or not (base_dir / "metrics.json").is_file():
-            raise SystemExit(f"error: {base_dir}: not a finished build (needs config.json and metrics.json)")
-        base = json.loads((base_dir / "metrics.json").read_text())
-        recipe.update(POLISH, init=str(base_dir), tokenizer=str(base_dir))
     cfg = TrainConfig(out=args.work, resume=args.resume, **recipe)
     t0 = time.perf_counter()
     ckpt = train(cfg)
