@@ -170,6 +170,20 @@ def _num(rng: random.Random, lo: int = 2, hi: int = 99) -> int | float:
     return rng.randint(lo, hi) if rng.random() < 0.8 or x.is_integer() else x
 
 
+# Request families shared by a template and its "file is nowhere" twin, so the wording cannot tell them apart
+# (only the tool result does).
+FIND_FAMILIES = [
+    ["Where is {name}?", "Which folder is {name} in?", "Where did I put {name}?"],
+    ["In which folder is {name}?", "What folder holds {name}?"], ["Where can I find {name}?", "Where's my {name}?"],
+    ["Locate {name}.", "Look for {name} and tell me where it is."], ["Which folder has my {name}?"],
+    ["Tell me where {name} is saved.", "Where is my file {name} stored?"]]  # fmt: skip
+LOST_FAMILIES = [
+    ["Can you open {name}?", "What is in {name}?", "Read my {name}, please."],
+    ["I saved a file called {name}. What does it say?", "Look up {name} and tell me what it says."],
+    ["Open my file {name}.", "What does {name} say?"], ["Read {name} for me."],
+    ["Show me {name}, wherever it is.", "Find {name} and read it."]]  # fmt: skip
+
+
 # ================================================================= templates
 # A template: the tools its solver may call, user paraphrases in families (the last `heldout` families are
 # eval-only), a sampler for slots and initial state, and a solver that writes the conversation through a
@@ -357,6 +371,26 @@ def _v_find(slots: dict, call: Callable, rng: random.Random) -> tuple[str, Any]:
     assert found == [slots["path"]]
     where = found[0]
     return _pick(rng, f"{slots['name']} is at {where}.", f"It is in {slots['folder']}: {where}."), where
+
+
+def _s_nowhere(rng: random.Random) -> dict:
+    state = _state(rng)
+    names = [n for n in FILE_NAMES if not any(p.endswith(f"/{n}.txt") for p in state["files"])]
+    return {"name": f"{rng.choice(names)}.txt", "state": state}
+
+
+def _v_nowhere(slots: dict, call: Callable, rng: random.Random) -> tuple[str, Any]:
+    """A file that is in no folder: `find` fails too, and that is the answer (round 18's build, never shown a
+    failed `find`, called it again until the step limit)."""
+    name = slots["name"]
+    if "cat" in call.allowed:  # cat_lost's request: the read fails first
+        err = call("cat", {"path": "/" + name})
+        assert isinstance(err, dict) and "error" in err
+    err = call("find", {"name": name})
+    assert isinstance(err, dict) and "error" in err
+    return _pick(rng, f"There is no file named {name}.", f"I found no file named {name} anywhere."), (
+        f"no file named {name}"
+    )
 
 
 def _s_write(rng: random.Random) -> dict:
@@ -849,11 +883,8 @@ TEMPLATES: list[Template] = [
         ["Which documents are stored in {folder}?", "Look in {folder} and tell me the file names."],
         ["Which files are in {folder}?", "List the files in {folder}."], ["What is inside {folder}?"],
         ["Show the contents of the folder {folder}.", "What do I have under {folder}?"]], _s_file, _v_ls, weight=0.7),
-    Template("find_file", "single", ("find",), [
-        ["Where is {name}?", "Which folder is {name} in?", "Where did I put {name}?"],
-        ["In which folder is {name}?", "What folder holds {name}?"], ["Where can I find {name}?", "Where's my {name}?"],
-        ["Locate {name}.", "Look for {name} and tell me where it is."], ["Which folder has my {name}?"],
-        ["Tell me where {name} is saved.", "Where is my file {name} stored?"]], _s_file, _v_find, weight=0.7),
+    Template("find_file", "single", ("find",), FIND_FAMILIES, _s_file, _v_find, weight=0.7),
+    Template("find_nowhere", "error", ("find",), FIND_FAMILIES, _s_nowhere, _v_nowhere, weight=0.3),
     Template("note_get", "single", ("note_get",), [
         ["What's my {key}?", "Tell me my {key}.", "my {key}?"],
         ["Can you look up my {key}?", "Check my {key} note.", "What did I save as my {key}?"],
@@ -939,11 +970,8 @@ TEMPLATES: list[Template] = [
         ["Show me both {p1} and {p2}."]],
         _s_pair_file, _v_pair_cat),
     # ---- error and recovery
-    Template("cat_lost", "error", ("cat", "find"), [
-        ["Can you open {name}?", "What is in {name}?", "Read my {name}, please."],
-        ["I saved a file called {name}. What does it say?", "Look up {name} and tell me what it says."],
-        ["Open my file {name}.", "What does {name} say?"], ["Read {name} for me."],
-        ["Show me {name}, wherever it is.", "Find {name} and read it."]], _s_file, _v_cat_lost, weight=1.2, boost=2.0),
+    Template("cat_lost", "error", ("cat", "find"), LOST_FAMILIES, _s_file, _v_cat_lost, weight=1.2, boost=2.0),
+    Template("cat_nowhere", "error", ("cat", "find"), LOST_FAMILIES, _s_nowhere, _v_nowhere, weight=0.3),
     Template("note_fuzzy", "error", ("note_get",), [
         ["What's my {key}?", "Tell me my {key}.", "Can you check my {key}?"],
         ["I need my {key} note.", "What did I save for {key}?", "Get my {key}, please."],
