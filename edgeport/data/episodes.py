@@ -373,10 +373,14 @@ def _v_find(slots: dict, call: Callable, rng: random.Random) -> tuple[str, Any]:
     return _pick(rng, f"{slots['name']} is at {where}.", f"It is in {slots['folder']}: {where}."), where
 
 
+def _absent_names(state: dict) -> list[str]:
+    """File names (without .txt) that no folder of `state` holds."""
+    return [n for n in FILE_NAMES if not any(p.endswith(f"/{n}.txt") for p in state["files"])]
+
+
 def _s_nowhere(rng: random.Random) -> dict:
     state = _state(rng)
-    names = [n for n in FILE_NAMES if not any(p.endswith(f"/{n}.txt") for p in state["files"])]
-    return {"name": f"{rng.choice(names)}.txt", "state": state}
+    return {"name": f"{rng.choice(_absent_names(state))}.txt", "state": state}
 
 
 def _v_nowhere(slots: dict, call: Callable, rng: random.Random) -> tuple[str, Any]:
@@ -492,8 +496,7 @@ def _v_note_fuzzy(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]
 
 def _s_missing(rng: random.Random) -> dict:
     state = _state(rng)
-    names = [n for n in FILE_NAMES if not any(p.endswith(f"/{n}.txt") for p in state["files"])]
-    path = f"/{rng.choice(FOLDERS)}/{rng.choice(names)}.txt"
+    path = f"/{rng.choice(FOLDERS)}/{rng.choice(_absent_names(state))}.txt"
     return {"path": path, "expect": "no such file", "state": state}
 
 
