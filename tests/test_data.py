@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -178,7 +179,7 @@ def test_splits_are_disjoint(train_eps: list[D.Episode], eval_eps: list[D.Episod
     assert 0.3 < sum(e.heldout for e in eval_eps) / len(eval_eps) < 0.7
     many = D.generate_episodes(1400, seed=2, split="eval")
     assert {p for e in many for p in e.phrasing} >= D.HELDOUT
-    assert {e.template.split("/")[0] for e in many} == {t.name for t in D.TEMPLATES}
+    assert {e.template.split("/")[0] for e in many} == {t.name for t in D.TEMPLATES if not t.train_only}
 
 
 def test_training_requests_get_surface_noise_and_eval_requests_do_not(eval_eps: list[D.Episode]) -> None:
@@ -594,3 +595,57 @@ def test_composed_training_requests_join_training_phrasings_only() -> None:
         assert not any(h in e.task for h in held), e.task
         calls = [c for m in e.messages for c in m.get("tool_calls") or []]
         assert len(calls) == 2 and D.answer_matches(chat.strip_reasoning(e.messages[-1]["content"]), e.answer)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z']+", re.sub(r"\{[a-z0-9_]+\}", " ", text.lower())))
+
+
+def test_training_only_templates_add_no_heldout_word_and_call_once_per_item() -> None:
+    """Round 19's lists of 2-4 items and extra unsupported topics: training only, one call per item, and no word
+    that only held-out families use (so they widen the training wording without teaching held-out wording)."""
+    extra = [t for t in D.TEMPLATES if t.train_only]
+    assert {t.name for t in extra} >= {
+        "calc_list",
+        "convert_list",
+        "weekday_list",
+        "cat_list",
+        "unsupported_more",
+    }
+    train_words, held_words = set(), set()
+    for t in D.TEMPLATES:
+        if t.train_only:
+            continue
+        for f, fam in enumerate(t.paraphrases):
+            for q in fam:
+                (held_words if f"{t.name}/{f}" in D.HELDOUT else train_words).update(_words(q))
+    for f, fam in enumerate(episodes.WRAPPERS):
+        for a, b in fam:
+            (held_words if f"wrap/{f}" in D.HELDOUT else train_words).update(_words(a + " " + b))
+    for k, opts in episodes.FOLLOWUPS.items():
+        for i, q in enumerate(opts):
+            (held_words if f"{k}/{i}" in D.HELDOUT else train_words).update(_words(q))
+    held_only = held_words - train_words
+    assert {"wherever", "conversions", "well"} <= held_only
+    new_words = {w for t in extra for fam in t.paraphrases for q in fam for w in _words(q)}
+    assert not new_words & held_only, sorted(new_words & held_only)
+
+    eps = D.generate_episodes(3000, seed=4)
+    lists = [e for e in eps if e.template.split("/")[0].endswith("_list")]
+    assert {e.template.split("/")[0] for e in lists} == {
+        "calc_list",
+        "convert_list",
+        "weekday_list",
+        "cat_list",
+    }
+    sizes = set()
+    for e in lists:
+        calls = [c for m in e.messages for c in m.get("tool_calls") or []]
+        assert len(calls) == len(e.answer) and len(e.messages[1]["tool_calls"]) == len(calls)  # one turn
+        assert D.answer_matches(chat.strip_reasoning(e.messages[-1]["content"]), e.answer)
+        sizes.add(len(calls))
+    assert sizes == {2, 3, 4}
+    more = [e for e in eps if e.template.startswith("unsupported_more/")]
+    assert more and all(e.kind == "unsupported" and len(e.messages) == 2 for e in more)
+    eval_names = {e.template.split("/")[0] for e in D.generate_episodes(700, seed=5, split="eval")}
+    assert not eval_names & {t.name for t in extra}

@@ -205,6 +205,7 @@ class Template:
     weight: float = 1.0
     wrap: bool = True  # the request may be wrapped ("Quick question: ...")
     boost: float = 1.0  # training only: extra sampling weight for a slowly learned skill (eval: `weight`)
+    train_only: bool = False  # never sampled by eval (round 19's lists and extra unsupported topics)
 
 
 def _pick(rng: random.Random, *options: str) -> str:
@@ -785,7 +786,6 @@ UNSUPPORTED = [
     [("Search the web for {company} news.", "search the web"), ("Who won the game last night?", "look up the news")],
     [("Call {name} for me.", "make phone calls"), ("Turn off the lights in the kitchen.", "control devices")],
 ]  # fmt: skip
-UNSUPPORTED_WHAT = {q: what for fam in UNSUPPORTED for q, what in fam}
 CANT = ["Sorry, I can't {what}: none of my tools can do that.", "I can't {what} with the tools I have.",
         "That is not something I can do here: I can't {what}."]  # fmt: skip
 
@@ -811,6 +811,104 @@ def _v_fact(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
 
 def _v_unsupported(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
     return rng.choice(CANT).format(what=UNSUPPORTED_WHAT[slots["phrase"]]), "can't"
+
+
+# Round 19, training only: requests with 2-4 items of one kind ("Calculate A, B and C.") and more requests no tool
+# can serve. Why: all 35 failures of the shipped build on the 210 eval episodes are held-out families; the largest
+# groups are parallel requests answered with one call (calc_pair 1/5, convert_pair 0/4, weekday_pair 3/6) and
+# requests no tool serves answered as chat (7 of 16). Every training parallel request has exactly two items behind
+# one of a few connectors, so "two calls" can be learnt from the connector words; lists of 2-4 items in several
+# list styles tie the number of calls to the number of items. The unsupported families are 22 topics; more
+# topics widen "none of my tools" beyond them. Neither adds a word or a topic that only held-out families have
+# (test_data checks the words).
+LIST_STYLES: list[Callable[[list[str]], str]] = [
+    lambda xs: ", ".join(xs[:-1]) + " and " + xs[-1],
+    lambda xs: ", ".join(xs),
+    lambda xs: "; ".join(xs),
+    lambda xs: " and ".join(xs),
+    lambda xs: "".join(f"\n- {x}" for x in xs),
+    lambda xs: " ".join(f"{i}) {x}" for i, x in enumerate(xs, 1)),
+]
+
+
+def _s_list(rng: random.Random, items: list[str], expect: list, state: dict, calls: list) -> dict:
+    return {
+        "items": rng.choice(LIST_STYLES)(items),
+        "xs": items,
+        "calls": calls,
+        "expect": expect,
+        "state": state,
+    }
+
+
+def _s_list_calc(rng: random.Random) -> dict:
+    cs = [_s_calc(rng) for _ in range(rng.randint(2, 4))]
+    calls = [("calculate", {"expression": c["expr"]}) for c in cs]
+    return _s_list(rng, [c["expr"] for c in cs], [c["expect"] for c in cs], cs[0]["state"], calls)
+
+
+def _s_list_convert(rng: random.Random) -> dict:
+    cs = [_s_convert(rng) for _ in range(rng.randint(2, 4))]
+    items = [
+        rng.choice(["{v} {fu} to {tu}", "{v} {fu} in {tu}", "{v} {fu} into {tu}"]).format(**c) for c in cs
+    ]
+    calls = [("convert_units", {"value": c["v"], "from_unit": c["fu"], "to_unit": c["tu"]}) for c in cs]
+    return _s_list(rng, items, [c["expect"] for c in cs], cs[0]["state"], calls)
+
+
+def _s_list_weekday(rng: random.Random) -> dict:
+    import datetime as dt
+
+    ds = [_date(rng) for _ in range(rng.randint(2, 4))]
+    calls = [("weekday", {"date": d}) for d in ds]
+    return _s_list(rng, ds, [dt.date.fromisoformat(d).strftime("%A") for d in ds], _state(rng), calls)
+
+
+def _s_list_cat(rng: random.Random) -> dict:
+    n = rng.randint(2, 4)
+    state = _state(rng, n_files=rng.randint(n, n + 1))
+    ps = rng.sample(sorted(state["files"]), n)
+    return _s_list(rng, ps, [state["files"][p] for p in ps], state, [("cat", {"path": p}) for p in ps])
+
+
+def _v_list(slots: dict, call: Any, rng: random.Random) -> tuple[str, Any]:
+    rs = call.many(*slots["calls"])
+    if slots["calls"][0][0] == "cat":
+        return " ".join(f"{x} says: {r}." for x, r in zip(slots["xs"], rs, strict=True)), list(rs)
+    pairs = [f"{x} is {r}" for x, r in zip(slots["xs"], rs, strict=True)]
+    return _pick(rng, "; ".join(pairs) + ".", "They are " + ", ".join(str(r) for r in rs) + "."), list(rs)
+
+
+# Extra topics no tool can serve (training only); each one becomes a family of the frames below.
+UNSUPPORTED_MORE = [
+    ("book a flight to {city}", "book flights"), ("cancel my {company} subscription", "manage subscriptions"),
+    ("rent a car in {city}", "rent cars"), ("get me tickets for a concert in {city}", "buy tickets"),
+    ("renew my passport", "handle official documents"), ("walk my dog", "do things in the physical world"),
+    ("make me a cup of coffee", "do things in the physical world"),
+    ("water my plants", "do things in the physical world"), ("stream a movie on my TV", "stream video"),
+    ("add milk to my shopping cart", "shop online"), ("reserve a room in {city} for Friday", "book hotels"),
+    ("order groceries for tomorrow", "order groceries"), ("transfer 50 dollars to {name}", "send payments"),
+    ("sign me up for a yoga class", "sign you up for things"), ("draw a picture of a cat", "draw pictures"),
+    ("record my voice", "record audio"), ("set a timer for {hour} minutes", "set timers"),
+    ("log my workout", "track workouts"), ("connect to the wifi", "change settings"),
+    ("switch my phone to silent", "change settings"), ("update my apps", "install apps"),
+    ("back up my phone", "make backups"), ("reply to the last email from {name}", "send emails"),
+    ("invite {name} to dinner on Friday", "send invitations"), ("find a dentist near me", "search for places"),
+    ("find the nearest gas station", "search for places"), ("check in for my flight to {city}", "check in for flights"),
+    ("order a cake for {name}", "order food"), ("ask {name} if she is free tonight", "send messages"),
+    ("leave a review for {company}", "post online"), ("book a haircut for Saturday", "book appointments"),
+    ("open my {company} account", "open apps"), ("pick up my laundry", "do things in the physical world"),
+    ("show me the menu of a cafe in {city}", "browse the web"), ("compare phone plans from {company}", "browse the web"),
+    ("find a flat to rent in {city}", "search for places"),
+]  # fmt: skip
+UNSUPPORTED_FRAMES = ["{A}.", "Please {a}.", "Can you {a}?", "Could you {a} for me?", "I want you to {a}.",
+                      "{A}, please."]  # fmt: skip
+
+
+def _unsupported_family(action: str) -> list[str]:
+    return [
+        f.replace("{A}", action[0].upper() + action[1:]).replace("{a}", action) for f in UNSUPPORTED_FRAMES
+    ]
 
 
 # fmt: off
@@ -1034,7 +1132,29 @@ TEMPLATES: list[Template] = [
     # ---- no tool can serve
     Template("unsupported", "unsupported", (), [[q for q, _ in fam] for fam in UNSUPPORTED], _s_direct,
              _v_unsupported, heldout=2, weight=2.0),
+    # ---- training only (round 19)
+    Template("calc_list", "parallel", ("calculate",), [[f] for f in [
+        "Calculate {items}.", "What are {items}?", "Work out {items}.", "Solve these: {items}",
+        "Compute each of these: {items}", "Give me the results of {items}.", "Can you calculate {items}?"]],
+        _s_list_calc, _v_list, heldout=0, weight=0.5, train_only=True),
+    Template("convert_list", "parallel", ("convert_units",), [[f] for f in [
+        "Convert {items}.", "Please convert these: {items}", "Can you convert {items}?",
+        "I need these converted: {items}", "Change {items}."]],
+        _s_list_convert, _v_list, heldout=0, weight=0.5, train_only=True),
+    Template("weekday_list", "parallel", ("weekday",), [[f] for f in [
+        "Which weekdays are {items}?", "What days of the week are {items}?", "Give me the weekday of each: {items}",
+        "Check which days these fall on: {items}", "What weekday is each of these: {items}?"]],
+        _s_list_weekday, _v_list, heldout=0, weight=0.5, train_only=True),
+    Template("cat_list", "parallel", ("cat",), [[f] for f in [
+        "Read {items}.", "Open {items}.", "What do {items} say?", "Show me {items}.",
+        "Please read these files: {items}", "Can you open {items}?"]],
+        _s_list_cat, _v_list, heldout=0, weight=0.5, train_only=True),
+    Template("unsupported_more", "unsupported", (), [_unsupported_family(a) for a, _ in UNSUPPORTED_MORE],
+             _s_direct, _v_unsupported, heldout=0, weight=1.5, train_only=True),
 ]
+UNSUPPORTED_WHAT = {q: what for fam in UNSUPPORTED for q, what in fam} | {
+    q: what for a, what in UNSUPPORTED_MORE for q in _unsupported_family(a)
+}
 # Wrappers around a first request, in families ((prefix, suffix) pairs); the last HELDOUT_WRAPPERS are eval-only.
 WRAPPERS: list[list[tuple[str, str]]] = [
     [("So, ", ""), ("Okay. ", ""), ("Alright. ", "")],
@@ -1350,7 +1470,9 @@ def generate_episodes(
     for i in range(n):
         s = episode_seed(seed, split, i)
         rng = random.Random(s ^ 0x5EED)
-        pool = [t for t in TEMPLATES if split == "train" or t.kind == KINDS[i % len(KINDS)]]
+        pool = [
+            t for t in TEMPLATES if split == "train" or (t.kind == KINDS[i % len(KINDS)] and not t.train_only)
+        ]
         t = rng.choices(pool, [t.weight * (t.boost if split == "train" else 1.0) for t in pool])[0]
         held = split == "eval" and rng.random() < 0.5
         n_seen = len(t.paraphrases) - t.heldout
