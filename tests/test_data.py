@@ -647,5 +647,16 @@ def test_training_only_templates_add_no_heldout_word_and_call_once_per_item() ->
     assert sizes == {2, 3, 4}
     more = [e for e in eps if e.template.startswith("unsupported_more/")]
     assert more and all(e.kind == "unsupported" and len(e.messages) == 2 for e in more)
+    # the frames of those topics also carry requests that call tools, so a frame alone does not mean "no tool"
+    for frame in episodes.UNSUPPORTED_FRAMES:
+        head = frame.split("<")[0]
+        framed = [
+            e for e in eps if e.tool_names and head and e.task.startswith(head) and e.template[:5] != "unsup"
+        ]
+        assert not head or any(c for e in framed for m in e.messages for c in m.get("tool_calls") or []), (
+            frame
+        )
+    assert episodes._framed("Read {path} for me.", random.Random(0)).count("for me") == 1
+    assert episodes._framed("What is {expr}?", random.Random(0)) == "What is {expr}?"
     eval_names = {e.template.split("/")[0] for e in D.generate_episodes(700, seed=5, split="eval")}
     assert not eval_names & {t.name for t in extra}

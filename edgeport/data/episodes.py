@@ -901,13 +901,13 @@ UNSUPPORTED_MORE = [
     ("show me the menu of a cafe in {city}", "browse the web"), ("compare phone plans from {company}", "browse the web"),
     ("find a flat to rent in {city}", "search for places"),
 ]  # fmt: skip
-UNSUPPORTED_FRAMES = ["{A}.", "Please {a}.", "Can you {a}?", "Could you {a} for me?", "I want you to {a}.",
-                      "{A}, please."]  # fmt: skip
+UNSUPPORTED_FRAMES = ["<A>.", "Please <a>.", "Can you <a>?", "Could you <a> for me?", "I want you to <a>.",
+                      "<A>, please."]  # fmt: skip
 
 
 def _unsupported_family(action: str) -> list[str]:
     return [
-        f.replace("{A}", action[0].upper() + action[1:]).replace("{a}", action) for f in UNSUPPORTED_FRAMES
+        f.replace("<A>", action[0].upper() + action[1:]).replace("<a>", action) for f in UNSUPPORTED_FRAMES
     ]
 
 
@@ -1225,6 +1225,26 @@ def composed_phrase(template: Template, rng: random.Random) -> str:
     return first + join + second
 
 
+# Training only (round 19): a request that starts with an imperative ("Read {path} for me.") is sometimes put into
+# one of UNSUPPORTED_FRAMES ("Could you read {path} for me?"). Those frames carry the extra unsupported topics, so
+# without this they would themselves say "no tool" (round 19's first probe refused "Tell me where X is saved." and
+# "Show me X, wherever it is." as things it cannot do).
+FRAME_P = 0.25
+IMPERATIVES = {"calculate", "compute", "convert", "change", "figure", "solve", "work", "read", "open", "show",
+               "display", "list", "look", "check", "count", "add", "save", "write", "note", "remember", "record",
+               "set", "get", "give", "find", "locate", "make", "store", "create", "move", "go", "evaluate", "run",
+               "do", "tell"}  # fmt: skip
+
+
+def _framed(phrase: str, rng: random.Random) -> str:
+    """`phrase` in a random UNSUPPORTED_FRAMES frame if it starts with an imperative, else unchanged."""
+    if phrase.split(" ", 1)[0].strip(",.:").lower() not in IMPERATIVES:
+        return phrase
+    core = phrase.rstrip(".?! ")
+    frame = rng.choice([f for f in UNSUPPORTED_FRAMES if "for me" not in f or "for me" not in core])
+    return frame.replace("<A>", core[0].upper() + core[1:]).replace("<a>", core[0].lower() + core[1:])
+
+
 NOISE = 0.5  # training: share of episodes whose requests get surface noise (`_noisy`)
 # Surface noise for training requests: the round-9 model scored 84% on training phrasings but 38% on held-out
 # ones, and an unseen "Much appreciated!" after a plain request made it answer "I can't ...". Words slipped into
@@ -1374,6 +1394,7 @@ def build_episode(
     all_tools: float = ALL_TOOLS,
     noise: bool = False,
     compose: bool = False,
+    frame: bool = False,
 ) -> Episode:
     """Sample slots, run the solver against a real ToolEnv, and record the messages it produced.
 
@@ -1382,7 +1403,8 @@ def build_episode(
     wrapper: (family, index) into WRAPPERS.
     held: use the held-out follow-up phrasings. thinking: give every assistant turn a short <think> block.
     noise: surface noise on the user's requests (`_noisy`; fillers only in requests that call tools).
-    compose: the request is `composed_phrase(template)` instead of paraphrase (family, para); training only."""
+    compose: the request is `composed_phrase(template)` instead of paraphrase (family, para); training only.
+    frame: an imperative request goes into a polite frame (`_framed`); training only."""
     rng = random.Random(ep_seed)
     noisy = random.Random(ep_seed ^ 0x0015E) if noise else None
     slots = template.sample(rng)
@@ -1390,7 +1412,8 @@ def build_episode(
     if compose:
         slots["phrase"] = composed_phrase(template, random.Random(ep_seed ^ 0xC0))
     env = ToolEnv(slots["state"])
-    phrase = _noisy(slots["phrase"], noisy, bool(template.tools)) if noisy else slots["phrase"]
+    phrase = _framed(slots["phrase"], random.Random(ep_seed ^ 0xF4)) if frame else slots["phrase"]
+    phrase = _noisy(phrase, noisy, bool(template.tools)) if noisy else phrase
     task = phrase.format(**slots)
     phrasing = [f"{template.name}/{'composed' if compose else family}"]
     if wrapper is not None:
@@ -1487,8 +1510,11 @@ def generate_episodes(
         drop = split == "train" and mode == "random" and t.kind == "single" and rng.random() < withhold
         noise = split == "train" and rng.random() < NOISE
         compose = split == "train" and t.name in COMPOSE and rng.random() < COMPOSE_P
+        frame = split == "train" and bool(t.tools) and rng.random() < FRAME_P
         out.append(
-            build_episode(t, family, para, s, mode, thinking, wrapper, held, drop, all_tools, noise, compose)
+            build_episode(
+                t, family, para, s, mode, thinking, wrapper, held, drop, all_tools, noise, compose, frame
+            )
         )
     return out
 
