@@ -249,14 +249,15 @@ def run_episode(
 
 def check_answer(episode: Episode, final: str, env: ToolEnv, n_calls: int) -> bool:
     """Tool tasks: the final text holds the expected answer and the env holds `expect_state`.
-    Chit-chat (answer None): a non-empty answer. Kinds solved without tools (no tool needed, no tool can serve):
-    no tool call at all."""
+    Chit-chat (answer None): a non-empty answer that is not a refusal (round 19: "Hey, what's up?" answered "I
+    can't do things in the physical world" had counted as a success). Kinds solved without tools (no tool needed,
+    no tool can serve): no tool call at all."""
     if any(s in final for s in chat.SPECIAL_TOKENS):
         return False  # control tokens inside an answer are garbage
     if episode.kind in NO_TOOL_KINDS and n_calls:
         return False
     if episode.answer is None:
-        return bool(final.strip()) and n_calls == 0
+        return bool(final.strip()) and n_calls == 0 and not answer_matches(final, "can't")
     return answer_matches(final, episode.answer) and state_matches(env, episode.expect_state)
 
 

@@ -142,6 +142,11 @@ def test_no_tool_kinds_follow_ups_and_reasoning(tok, eps: list[D.Episode]) -> No
     call = chat.format_tool_call("calculate", {"expression": "1 + 1"})
     assert A.run_episode(scripted("I can't." + chat.EOS), tok, ep).success
     assert not A.run_episode(scripted(call, "I can't." + chat.EOS), tok, ep).success
+    ep = next((e for e in eps if e.template.startswith("chat/")), None) or next(
+        e for e in D.generate_episodes(60, seed=1, split="eval") if e.template.startswith("chat/")
+    )
+    assert A.run_episode(scripted("Hi! What can I do for you?" + chat.EOS), tok, ep).success
+    assert not A.run_episode(scripted("I can't do that with the tools I have." + chat.EOS), tok, ep).success
     think = f"{chat.THINK_START}\nthe answer is {ep.answer}\n{chat.THINK_END}\n\n"
     ep = next(e for e in eps if e.kind == "single" and isinstance(e.answer, int | float))
     assert not A.run_episode(
