@@ -739,22 +739,7 @@ CHAT_FAMILIES = [
      ("How old are you?", "I am quite new: I was trained recently.")],
     [("Hey, what's up?", "Not much! What can I do for you?"), ("Are you a robot?", "I am a small AI assistant.")],
 ]  # fmt: skip
-# Training only (round 19): more small talk, so that an unfamiliar social message is not read as a request no tool
-# can serve (with round 19's 36 extra unsupported topics, "Hey, what's up?" got "I can't do things in the physical
-# world"). No word that only held-out families use, and no question about what the assistant is.
-CHAT_MORE = [
-    [("Good to see you", "Good to see you too! What can I do for you?"), ("I'm back", "Welcome back! What do you need?")],
-    [("Can we talk?", "Sure! What's on your mind?"), ("Are you awake?", "Yes, I'm here. What do you need?")],
-    [("Nice work", "Thanks! Anything else?"), ("You're great", "Thank you! Happy to help.")],
-    [("Happy Friday!", "Happy Friday to you too!"), ("Have a nice day", "Thanks, you too!")],
-    [("Sorry for the wait", "No problem at all. What do you need?"), ("Just saying hi", "Hi! Nice to hear from you.")],
-    [("Hope all is good", "All good, thanks! How can I help?"), ("Let's get going", "Ready when you are. What's first?")],
-    [("I'm tired", "Maybe take a short break?"), ("Today was busy", "Sounds like it. Want help with anything?")],
-    [("Hey you", "Hey! What can I do for you?"), ("Yo, how are things?", "All good here! What do you need?")],
-    [("Morning, friend", "Good morning! How can I help?"), ("Evening!", "Good evening! What can I do for you?")],
-    [("That was fun", "Glad you enjoyed it!"), ("Ha, nice one", "Thanks! Anything else?")],
-]  # fmt: skip
-CHAT_ANSWER = {q: a for fam in CHAT_FAMILIES + CHAT_MORE for q, a in fam}
+CHAT_ANSWER = {q: a for fam in CHAT_FAMILIES for q, a in fam}
 FACTS = [("capital of Germany", "Berlin"), ("capital of Canada", "Ottawa"), ("capital of Egypt", "Cairo"),
          ("smallest planet", "Mercury"), ("opposite of up", "down"), ("color of grass", "green"),
          ("last month of the year", "December"), ("day before Friday", "Thursday"), ("number of days in a week", "7"),
@@ -1148,8 +1133,6 @@ TEMPLATES: list[Template] = [
     Template("unsupported", "unsupported", (), [[q for q, _ in fam] for fam in UNSUPPORTED], _s_direct,
              _v_unsupported, heldout=2, weight=2.0),
     # ---- training only (round 19)
-    Template("chat_more", "direct", (), [[q for q, _ in fam] for fam in CHAT_MORE], _s_direct, _v_chat,
-             heldout=0, weight=1.0, train_only=True),
     Template("calc_list", "parallel", ("calculate",), [[f] for f in [
         "Calculate {items}.", "What are {items}?", "Work out {items}.", "Solve these: {items}",
         "Compute each of these: {items}", "Give me the results of {items}.", "Can you calculate {items}?"]],
