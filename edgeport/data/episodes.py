@@ -13,6 +13,8 @@ What an episode looks like, so that training data resembles use:
   split always offers all of them); in training, sometimes a task whose tool is not offered ("unsupported");
 - phrasings: each template's user requests come in paraphrase families, and so do the wrappers around them
   ("Quick question: ...") and the follow-up turns; whole families are held out (HELDOUT ids, eval only);
+  training alone also has lists of 2-4 items, more topics no tool can serve, and polite frames around requests
+  (`Template.train_only`, `_framed`), worded without any word that only held-out families use;
 - both renderings of the chat template: half the episodes carry a short `<think>` block before every assistant
   turn (what a client that passes no `enable_thinking` flag gets), the others none (`enable_thinking=False`).
 The eval split uses its own seed stream, cycles through the kinds (equal counts), and uses held-out phrasings in
