@@ -564,16 +564,27 @@ def test_heldout_phrasings_are_not_in_training_families() -> None:
     def norm(s: str) -> str:
         return " ".join("".join(c for c in s.lower() if c.isalnum() or c in " {}").split())
 
-    train, held = set(), set()
+    train_texts, held_texts = _phrasings(train_only=True)
+    train, held = {norm(q) for q in train_texts}, {norm(q) for q in held_texts}
+    assert held and not held & train, sorted(held & train)
+
+
+def _phrasings(train_only: bool) -> tuple[list[str], list[str]]:
+    """Every request, wrapper and follow-up phrasing: (training ones, held-out ones); `train_only`: with the
+    training-only templates' phrasings among the training ones."""
+    train: list[str] = []
+    held: list[str] = []
     for t in D.TEMPLATES:
+        if t.train_only and not train_only:
+            continue
         for f, fam in enumerate(t.paraphrases):
-            (held if f"{t.name}/{f}" in D.HELDOUT else train).update(norm(q) for q in fam)
+            (held if f"{t.name}/{f}" in D.HELDOUT else train).extend(fam)
     for f, fam in enumerate(episodes.WRAPPERS):
-        (held if f"wrap/{f}" in D.HELDOUT else train).update(norm(a + b) for a, b in fam)
+        (held if f"wrap/{f}" in D.HELDOUT else train).extend(a + " " + b for a, b in fam)
     for k, opts in episodes.FOLLOWUPS.items():
         for i, q in enumerate(opts):
-            (held if f"{k}/{i}" in D.HELDOUT else train).add(norm(q))
-    assert held and not held & train, sorted(held & train)
+            (held if f"{k}/{i}" in D.HELDOUT else train).append(q)
+    return train, held
 
 
 def test_composed_training_requests_join_training_phrasings_only() -> None:
@@ -612,20 +623,8 @@ def test_training_only_templates_add_no_heldout_word_and_call_once_per_item() ->
         "cat_list",
         "unsupported_more",
     }
-    train_words, held_words = set(), set()
-    for t in D.TEMPLATES:
-        if t.train_only:
-            continue
-        for f, fam in enumerate(t.paraphrases):
-            for q in fam:
-                (held_words if f"{t.name}/{f}" in D.HELDOUT else train_words).update(_words(q))
-    for f, fam in enumerate(episodes.WRAPPERS):
-        for a, b in fam:
-            (held_words if f"wrap/{f}" in D.HELDOUT else train_words).update(_words(a + " " + b))
-    for k, opts in episodes.FOLLOWUPS.items():
-        for i, q in enumerate(opts):
-            (held_words if f"{k}/{i}" in D.HELDOUT else train_words).update(_words(q))
-    held_only = held_words - train_words
+    train_texts, held_texts = _phrasings(train_only=False)  # the wording before the training-only templates
+    held_only = {w for q in held_texts for w in _words(q)} - {w for q in train_texts for w in _words(q)}
     assert {"wherever", "conversions", "well"} <= held_only
     new_words = {w for t in extra for fam in t.paraphrases for q in fam for w in _words(q)}
     assert not new_words & held_only, sorted(new_words & held_only)
