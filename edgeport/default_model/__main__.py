@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     train_s = time.perf_counter() - t0
     log = read_log(args.work)
     tok_s = [r["tok_s"] for r in log if "tok_s" in r]
-    metrics = evaluate_model(ckpt, n_tasks=args.tasks, seed=cfg.seed, seq_len=cfg.seq_len, progress=True)
+    # the episodes `edgeport eval` runs (its --seed 0), whatever seed made the training data
+    metrics = evaluate_model(ckpt, n_tasks=args.tasks, seed=0, seq_len=cfg.seq_len, progress=True)
     metrics.update(
         train_seconds=round(train_s, 1),
         train_tokens=cfg.steps * cfg.batch_size * cfg.grad_accum * cfg.seq_len,
