@@ -24,21 +24,6 @@ THINK_START, THINK_END = "<think>", "</think>"
 TOOL_CALL_START, TOOL_CALL_END = "<tool_call>", "</tool_call>"
 TOOL_RESPONSE_START, TOOL_RESPONSE_END = "<tool_response>", "</tool_response>"
 TOOL_DESC_START, TOOL_DESC_END = "<|begin_of_tool_description|>", "<|end_of_tool_description|>"
-SPECIAL_TOKENS: list[str] = [
-    BOS,
-    EOS,
-    USER,
-    ASSISTANT,
-    THINK_START,
-    THINK_END,
-    TOOL_CALL_START,
-    TOOL_CALL_END,
-    TOOL_RESPONSE_START,
-    TOOL_RESPONSE_END,
-    TOOL_DESC_START,
-    TOOL_DESC_END,
-]
-
 # Added to the vocabulary but not special, as in other tool-calling models' tokenizers (Qwen's <tool_call>, <think>):
 # single ids that stay in decoded text (skip_special_tokens keeps them) and are USER_DEFINED rather than CONTROL in
 # the GGUF, so a client or an OpenAI-style server sees the call and the reasoning and can parse them.
@@ -50,6 +35,8 @@ TEXT_MARKERS: list[str] = [
     TOOL_RESPONSE_START,
     TOOL_RESPONSE_END,
 ]
+# The order gives a trained tokenizer's ids: keep it.
+SPECIAL_TOKENS: list[str] = [BOS, EOS, USER, ASSISTANT, *TEXT_MARKERS, TOOL_DESC_START, TOOL_DESC_END]
 
 EMPTY_THINK = "<think>\n\n</think>\n\n"
 TOOLS_HEADER = (
